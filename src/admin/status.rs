@@ -1,0 +1,155 @@
+//! The state behind `GET /status`: every collector and target with its last
+//! result, last error and last success time. Nothing here may hold a secret;
+//! collectors write only masked URLs and secret-free messages.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+/// Shared, cheap-to-clone board that collectors report to.
+#[derive(Debug, Clone)]
+pub struct StatusBoard {
+    inner: Arc<Mutex<Board>>,
+}
+
+#[derive(Debug)]
+struct Board {
+    started: SystemTime,
+    collectors: BTreeMap<String, CollectorStatus>,
+}
+
+/// What `/status` shows for one collector.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CollectorStatus {
+    /// The kind of collector (`health`, `process`, ...).
+    pub kind: String,
+    /// Result of the last run; `None` before the first.
+    pub up: Option<bool>,
+    /// Set when the last run succeeded only in part (e.g. missing privileges).
+    pub degraded: Option<String>,
+    /// Number of runs so far.
+    pub runs: u64,
+    /// When the last run finished (RFC 3339).
+    pub last_run: Option<String>,
+    /// When a run last succeeded (RFC 3339).
+    pub last_success: Option<String>,
+    /// The last error's message (secret-free), kept after recovery.
+    pub last_error: Option<String>,
+    /// The last error's reason label.
+    pub last_error_reason: Option<String>,
+    /// Duration of the last run in seconds.
+    pub last_duration_seconds: Option<f64>,
+    /// Collector-specific detail (e.g. per-check results, the failing key).
+    pub details: serde_json::Value,
+}
+
+/// The `/status` document.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    /// sidewatch's version.
+    pub version: &'static str,
+    /// The git revision it was built from.
+    pub revision: &'static str,
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+    /// Whether `/readyz` answers ready.
+    pub ready: bool,
+    /// Components sidewatch is still waiting for.
+    pub pending: Vec<String>,
+    /// Every collector by name.
+    pub collectors: BTreeMap<String, CollectorStatus>,
+}
+
+impl Default for StatusBoard {
+    fn default() -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Board {
+                started: SystemTime::now(),
+                collectors: BTreeMap::new(),
+            })),
+        }
+    }
+}
+
+impl StatusBoard {
+    /// Adds a collector before its first run.
+    pub fn register(&self, name: &str, kind: &str) {
+        self.lock().collectors.insert(
+            name.to_owned(),
+            CollectorStatus {
+                kind: kind.to_owned(),
+                ..CollectorStatus::default()
+            },
+        );
+    }
+
+    /// Records one run's outcome.
+    pub fn record(&self, name: &str, duration: Duration, outcome: RunOutcome) {
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let mut board = self.lock();
+        let status = board.collectors.entry(name.to_owned()).or_default();
+        status.runs += 1;
+        status.last_run = Some(now.clone());
+        status.last_duration_seconds = Some(duration.as_secs_f64());
+        match outcome {
+            RunOutcome::Ok { degraded, details } => {
+                status.up = Some(true);
+                status.degraded = degraded;
+                status.last_success = Some(now);
+                status.details = details;
+            }
+            RunOutcome::Failed { reason, message, details } => {
+                status.up = Some(false);
+                status.degraded = None;
+                status.last_error = Some(message);
+                status.last_error_reason = Some(reason.to_owned());
+                status.details = details;
+            }
+        }
+    }
+
+    /// One collector's status (for tests).
+    pub fn get(&self, name: &str) -> Option<CollectorStatus> {
+        self.lock().collectors.get(name).cloned()
+    }
+
+    /// The whole document, given the readiness state.
+    pub fn report(&self, ready: bool, pending: Vec<String>) -> StatusReport {
+        let board = self.lock();
+        StatusReport {
+            version: crate::telemetry::VERSION,
+            revision: crate::telemetry::REVISION,
+            uptime_seconds: board.started.elapsed().unwrap_or_default().as_secs(),
+            ready,
+            pending,
+            collectors: board.collectors.clone(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Board> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The outcome of one collector run, as `/status` records it.
+#[derive(Debug)]
+pub enum RunOutcome {
+    /// The run succeeded, possibly degraded.
+    Ok {
+        /// Why the result is partial, if it is.
+        degraded: Option<String>,
+        /// Collector-specific detail.
+        details: serde_json::Value,
+    },
+    /// The run failed.
+    Failed {
+        /// The `reason` label of the failure.
+        reason: &'static str,
+        /// What went wrong, free of secrets.
+        message: String,
+        /// Collector-specific detail.
+        details: serde_json::Value,
+    },
+}

@@ -1,0 +1,145 @@
+//! Builds every component from the config, binds every listener before
+//! anything starts, spawns the tasks under one supervisor and shuts them down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, AdminState, Readiness, StatusBoard};
+use crate::collect::health::{HealthCollector, HealthMetrics};
+use crate::collect::scheduler::{self, CollectorMetrics};
+use crate::config::Config;
+use crate::shutdown::{self, Shutdown};
+use crate::telemetry::{self, process::ProcessCollector};
+
+/// How long tasks get to finish after they are told to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why sidewatch could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A listener could not bind (port in use, permission).
+    #[error("cannot bind `{key}` ({addr}): {source}")]
+    Bind {
+        /// The config key of the address.
+        key: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A component could not be built from a config that passed validation.
+    #[error("`{key}`: {message}")]
+    Build {
+        /// The config key concerned.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl RunError {
+    /// The process exit code: 2 for configuration and resource problems.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Bind { .. } | RunError::Build { .. } => 2,
+        }
+    }
+}
+
+/// A started sidewatch: listeners bound, tasks running.
+#[derive(Debug)]
+pub struct Running {
+    config: Config,
+    shutdown: Shutdown,
+    admin_addr: SocketAddr,
+    status: StatusBoard,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Builds and starts every component. Nothing is spawned unless everything
+/// could be built and bound.
+pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunError> {
+    let mut registry = telemetry::new_registry();
+    let readiness = Readiness::default();
+    let status = StatusBoard::default();
+    let admin_latch = readiness.latch("admin");
+    let collectors_latch = readiness.latch("collectors");
+
+    let admin_listener = TcpListener::bind(config.admin.listen).await.map_err(|source| RunError::Bind {
+        key: "admin.listen",
+        addr: config.admin.listen,
+        source,
+    })?;
+    let admin_addr = admin_listener.local_addr().unwrap_or(config.admin.listen);
+
+    let collector_metrics = CollectorMetrics::register(&mut registry);
+    let health_metrics = HealthMetrics::register(&mut registry);
+    let mut health = Vec::new();
+    for (i, target) in config.health.targets.iter().enumerate() {
+        let collector = HealthCollector::build(target, &health_metrics).map_err(|message| RunError::Build {
+            key: format!("health.targets[{i}]"),
+            message,
+        })?;
+        health.push(collector);
+    }
+    let process = config.process.enabled.then(|| ProcessCollector::build(&config.process, &mut registry));
+
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let state = Arc::new(AdminState::new(Arc::new(registry), readiness, status.clone()));
+    tasks.spawn(admin::serve(admin_listener, state, stop.clone()));
+    admin_latch.release();
+    for collector in health {
+        tasks.spawn(scheduler::run(collector, collector_metrics.clone(), status.clone(), stop.clone()));
+    }
+    if let Some(process) = process {
+        tasks.spawn(scheduler::run(process, collector_metrics.clone(), status.clone(), stop.clone()));
+    }
+    collectors_latch.release();
+    tracing::info!(
+        admin = %admin::describe(admin_addr),
+        health_targets = config.health.targets.len(),
+        version = telemetry::VERSION,
+        "sidewatch started"
+    );
+    Ok(Running {
+        config,
+        shutdown,
+        admin_addr,
+        status,
+        stop,
+        tasks,
+    })
+}
+
+impl Running {
+    /// The address the admin server is bound to (useful with port 0).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The collectors' status board.
+    pub fn status(&self) -> &StatusBoard {
+        &self.status
+    }
+
+    /// Runs until shutdown is requested, waits for the app to go (bounded by
+    /// the grace period), then stops every task.
+    pub async fn wait(self) -> Result<(), RunError> {
+        self.shutdown.requested().await;
+        shutdown::wait_for_app(&self.config).await;
+        self.stop.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(STOP_TIMEOUT, self.tasks.wait()).await.is_err() {
+            tracing::warn!(still_running = self.tasks.len(), "tasks did not stop in time");
+        }
+        tracing::info!("sidewatch stopped");
+        Ok(())
+    }
+}

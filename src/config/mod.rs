@@ -1,0 +1,211 @@
+//! The typed configuration tree.
+//!
+//! Every section and field has a default, so an empty file (or no file) is a
+//! valid configuration. Unknown keys are rejected (`deny_unknown_fields`), and
+//! every error names the key path it concerns. The doc comments on these
+//! structs are the configuration reference (see `sidewatch.example.toml`).
+
+mod load;
+mod secret;
+mod validate;
+
+pub use load::{load, load_from_str, ConfigErrors, Format};
+pub use secret::{mask_url, Secret};
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The whole sidewatch configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The admin server: `/metrics`, `/healthz`, `/readyz`, `/status`.
+    pub admin: AdminConfig,
+    /// sidewatch's own log output (not the app's logs).
+    pub self_log: SelfLogConfig,
+    /// What happens on SIGTERM.
+    pub shutdown: ShutdownConfig,
+    /// Health probes against the app (and anything else reachable).
+    pub health: HealthConfig,
+    /// Process and container metrics for sidewatch itself and the app.
+    pub process: ProcessConfig,
+}
+
+/// The admin HTTP server.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address the admin server binds (`/metrics`, `/healthz`, `/readyz`, `/status`).
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 4790)),
+        }
+    }
+}
+
+/// sidewatch's own diagnostic logs, written to stderr.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SelfLogConfig {
+    /// Minimum level: `error`, `warn`, `info`, `debug` or `trace`. `RUST_LOG`, when set, wins.
+    pub level: String,
+    /// `json` (one object per line, the default) or `text` (for humans).
+    pub format: SelfLogFormat,
+}
+
+impl Default for SelfLogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: SelfLogFormat::Json,
+        }
+    }
+}
+
+/// Output format of sidewatch's own logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SelfLogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Shutdown behaviour.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// After SIGTERM, keep working until the app is gone or this much time has
+    /// passed, then stop intake, flush and exit. Keep it below the pod's
+    /// `terminationGracePeriodSeconds`.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+    /// A TCP address of the app (for example `127.0.0.1:8080`). After SIGTERM,
+    /// once it refuses connections the app is taken to be gone. When neither
+    /// this nor `process.app_process_name` is set, sidewatch stops at once.
+    pub app_addr: Option<SocketAddr>,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace_period: Duration::from_secs(25),
+            app_addr: None,
+        }
+    }
+}
+
+/// Health probing.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// The targets to probe, each with a unique `name`.
+    pub targets: Vec<HealthTarget>,
+}
+
+/// One probe target: exactly one of `url` (HTTP/HTTPS) or `tcp` (connect only).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthTarget {
+    /// Unique name, used as the `target` label.
+    pub name: String,
+    /// HTTP(S) URL to request, e.g. `http://127.0.0.1:8080/health`.
+    #[serde(serialize_with = "secret::serialize_optional_url")]
+    pub url: Option<Url>,
+    /// `host:port` to open a TCP connection to (no request is sent).
+    pub tcp: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// Extra request headers (not secret; use `bearer_token` for credentials).
+    pub headers: BTreeMap<String, String>,
+    /// Sent as `Authorization: Bearer <token>`.
+    pub bearer_token: Option<Secret>,
+    /// Status codes that count as healthy: exact codes (`"204"`) or classes (`"2xx"`).
+    pub expected_status: Vec<String>,
+    /// Time allowed for one probe, connection to last body byte.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Time between probes.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// When set, the body (up to `max_body_bytes`) must match this regex.
+    pub body_regex: Option<String>,
+    /// Read at most this many bytes of the body; the rest is discarded.
+    pub max_body_bytes: usize,
+    /// Export per-check status from a JSON health body (`checks`, Spring Boot
+    /// `components`, `application/health+json`).
+    pub parse_checks: bool,
+    /// Follow at most this many redirects (0 = do not follow).
+    pub max_redirects: usize,
+    /// PEM file with extra CA certificates to trust for HTTPS.
+    pub ca_file: Option<PathBuf>,
+    /// Skip TLS certificate verification (testing only).
+    pub insecure_skip_verify: bool,
+}
+
+impl Default for HealthTarget {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            url: None,
+            tcp: None,
+            method: "GET".into(),
+            headers: BTreeMap::new(),
+            bearer_token: None,
+            expected_status: vec!["2xx".into()],
+            timeout: Duration::from_secs(3),
+            interval: Duration::from_secs(10),
+            body_regex: None,
+            max_body_bytes: 64 * 1024,
+            parse_checks: true,
+            max_redirects: 5,
+            ca_file: None,
+            insecure_skip_verify: false,
+        }
+    }
+}
+
+/// Process and container resource metrics.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessConfig {
+    /// Export `process_*` for sidewatch itself and `app_process_*` for the app.
+    pub enabled: bool,
+    /// Time between refreshes.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Name (or command-line substring) of the app's process. Visible only when
+    /// the pod sets `shareProcessNamespace: true`.
+    pub app_process_name: Option<String>,
+    /// Env var holding the app container's memory limit in bytes (Downward API
+    /// `resourceFieldRef: limits.memory`).
+    pub app_memory_limit_env: String,
+    /// Env var holding the app container's CPU limit in millicores (Downward API
+    /// `resourceFieldRef: limits.cpu` with `divisor: 1m`).
+    pub app_cpu_limit_env: String,
+    /// cgroup v2 directory of sidewatch's own container.
+    pub cgroup_root: PathBuf,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(10),
+            app_process_name: None,
+            app_memory_limit_env: "SIDEWATCH_APP_MEMORY_LIMIT".into(),
+            app_cpu_limit_env: "SIDEWATCH_APP_CPU_LIMIT_MILLICORES".into(),
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+        }
+    }
+}

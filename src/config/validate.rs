@@ -1,0 +1,152 @@
+//! Whole-config checks that serde cannot express. Every problem is reported,
+//! not just the first.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::load::ConfigError;
+use super::{Config, HealthTarget};
+use crate::collect::health::StatusSet;
+
+/// Returns every problem found; empty means the config is valid.
+pub(crate) fn validate(config: &Config) -> Vec<ConfigError> {
+    let mut errors = Errors::default();
+    if tracing_subscriber::EnvFilter::try_new(&config.self_log.level).is_err() {
+        errors.push("self_log.level", "expected error, warn, info, debug or trace");
+    }
+    errors.positive("process.interval", config.process.interval);
+    let mut names = HashSet::new();
+    for (i, target) in config.health.targets.iter().enumerate() {
+        let key = format!("health.targets[{i}]");
+        if !names.insert(target.name.as_str()) {
+            errors.push(format!("{key}.name"), format!("duplicate target name {:?}", target.name));
+        }
+        validate_target(&key, target, &mut errors);
+    }
+    errors.0
+}
+
+fn validate_target(key: &str, target: &HealthTarget, errors: &mut Errors) {
+    if target.name.is_empty() {
+        errors.push(format!("{key}.name"), "must be set");
+    }
+    match (&target.url, &target.tcp) {
+        (Some(_), Some(_)) => errors.push(key, "set either `url` or `tcp`, not both"),
+        (None, None) => errors.push(key, "set `url` (HTTP probe) or `tcp` (connect probe)"),
+        (Some(url), None) if !matches!(url.scheme(), "http" | "https") => errors.push(
+            format!("{key}.url"),
+            format!("scheme must be http or https, not {:?}", url.scheme()),
+        ),
+        (None, Some(tcp)) if !is_host_port(tcp) => {
+            errors.push(format!("{key}.tcp"), format!("expected host:port, got {tcp:?}"))
+        }
+        _ => {}
+    }
+    if http::Method::from_bytes(target.method.as_bytes()).is_err() {
+        errors.push(format!("{key}.method"), format!("not an HTTP method: {:?}", target.method));
+    }
+    for (name, value) in &target.headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || http::HeaderValue::from_str(value).is_err()
+        {
+            errors.push(format!("{key}.headers.{name}"), "not a valid HTTP header");
+        }
+    }
+    if let Err(e) = StatusSet::parse(&target.expected_status) {
+        errors.push(format!("{key}.expected_status"), e);
+    }
+    errors.positive(&format!("{key}.timeout"), target.timeout);
+    errors.positive(&format!("{key}.interval"), target.interval);
+    if let Some(pattern) = &target.body_regex {
+        if let Err(e) = regex::Regex::new(pattern) {
+            errors.push(format!("{key}.body_regex"), format!("invalid regex: {e}"));
+        }
+    }
+    if let Some(path) = &target.ca_file {
+        if let Err(e) = std::fs::read(path) {
+            errors.push(format!("{key}.ca_file"), format!("cannot read {}: {e}", path.display()));
+        }
+    }
+}
+
+fn is_host_port(value: &str) -> bool {
+    match value.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
+        None => false,
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn positive(&mut self, key: &str, value: Duration) {
+        if value.is_zero() {
+            self.push(key, "must be greater than zero");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::config::{load_from_str, Format};
+
+    fn keys(text: &str) -> Vec<String> {
+        let errors = load_from_str(text, Format::Toml, &HashMap::new()).unwrap_err();
+        errors.0.into_iter().map(|e| e.key).collect()
+    }
+
+    #[test]
+    fn reports_every_error_with_its_key() {
+        let keys = keys(
+            r#"
+            [self_log]
+            level = "loud=="
+            [[health.targets]]
+            name = "a"
+            url = "ftp://x/"
+            method = "GE T"
+            expected_status = ["2xx", "abc"]
+            body_regex = "("
+            timeout = "0s"
+            [[health.targets]]
+            name = "a"
+            tcp = "nohost"
+            "#,
+        );
+        for expected in [
+            "self_log.level",
+            "health.targets[0].url",
+            "health.targets[0].method",
+            "health.targets[0].expected_status",
+            "health.targets[0].body_regex",
+            "health.targets[0].timeout",
+            "health.targets[1].name",
+            "health.targets[1].tcp",
+        ] {
+            assert!(keys.iter().any(|k| k == expected), "{expected} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn target_needs_url_or_tcp() {
+        assert_eq!(keys("[[health.targets]]\nname = \"a\"\n"), vec!["health.targets[0]"]);
+    }
+
+    #[test]
+    fn bad_url_is_a_parse_error_on_its_key() {
+        assert_eq!(
+            keys("[[health.targets]]\nname = \"a\"\nurl = \"not a url\"\n"),
+            vec!["health.targets[0].url"]
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! The demo app: a few routes with realistic latencies and some 4xx/5xx, a
+//! JSON `/health` with checks that fail now and then, a pool-stats endpoint,
+//! and one JSON log line per request with its `request_id`.
+
+use std::convert::Infallible;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rand::Rng;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The demo app's JSON log file (shared by its connections).
+#[derive(Debug, Clone)]
+pub struct LogFile(Arc<Mutex<File>>);
+
+impl LogFile {
+    /// Opens (creates) the log file for appending.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self(Arc::new(Mutex::new(file))))
+    }
+
+    fn write(&self, line: &serde_json::Value) {
+        let mut file = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(file, "{line}");
+    }
+}
+
+/// Serves the demo app until `stop`.
+pub async fn serve(listener: TcpListener, log: LogFile, stop: CancellationToken) {
+    let started = Instant::now();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+            () = stop.cancelled() => return,
+        };
+        let log = log.clone();
+        let service = service_fn(move |request| handle(request, log.clone(), started));
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+async fn handle(request: Request<Incoming>, log: LogFile, started: Instant) -> Result<Response<Full<Bytes>>, Infallible> {
+    let begin = Instant::now();
+    let path = request.uri().path().to_owned();
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("req-{:08x}", rand::rng().random::<u32>()));
+    let (status, body, route) = respond(&path, started).await;
+    let latency_ms = begin.elapsed().as_millis() as u64;
+    if route != "/health" {
+        let level = match status.as_u16() {
+            500.. => "error",
+            400.. => "warn",
+            _ => "info",
+        };
+        log.write(&json!({
+            "timestamp": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            "level": level,
+            "request_id": request_id,
+            "message": format!("{} {route} -> {}", request.method(), status.as_u16()),
+            "method": request.method().as_str(),
+            "route": route,
+            "status": status.as_u16(),
+            "latency_ms": latency_ms,
+            "intent": intent_of(&path),
+        }));
+    }
+    Ok(Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("x-request-id", request_id)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_default())
+}
+
+async fn respond(path: &str, started: Instant) -> (StatusCode, serde_json::Value, &'static str) {
+    let (latency, fail_share, route) = match path {
+        "/health" => return (StatusCode::OK, health(started), "/health"),
+        "/debug/pools" => return (StatusCode::OK, pools(), "/debug/pools"),
+        "/api/chat" => ((40, 400), 0.02, "/api/chat"),
+        "/api/search" => ((200, 2500), 0.01, "/api/search"),
+        p if p.starts_with("/api/orders/") => ((10, 120), 0.0, "/api/orders/:id"),
+        _ => return (StatusCode::NOT_FOUND, json!({"error": "not found"}), "unmatched"),
+    };
+    let (status, millis) = {
+        let mut rng = rand::rng();
+        let millis = rng.random_range(latency.0..=latency.1);
+        let status = if rng.random_bool(fail_share) {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else if route == "/api/orders/:id" && rng.random_bool(0.08) {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
+        (status, millis)
+    };
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    (status, json!({ "ok": status.is_success() }), route)
+}
+
+/// `redis` fails in one 20-second window of every seven, `db` in one 30-second
+/// window of every ten (then the app reports itself down).
+fn health(started: Instant) -> serde_json::Value {
+    let secs = started.elapsed().as_secs() + 10;
+    let redis = if (secs / 20) % 7 == 3 { "fail" } else { "ok" };
+    let db = if (secs / 30) % 10 == 7 { "fail" } else { "ok" };
+    let overall = match (db, redis) {
+        ("fail", _) => "fail",
+        (_, "fail") => "warn",
+        _ => "ok",
+    };
+    json!({ "status": overall, "checks": { "db": db, "redis": redis, "queue": "ok" } })
+}
+
+fn pools() -> serde_json::Value {
+    let mut rng = rand::rng();
+    let active: u32 = rng.random_range(1..=9);
+    json!({
+        "pools": {
+            "primary": { "active": active, "idle": 10 - active, "max": 10, "pending": if active > 8 { 2 } else { 0 } }
+        },
+        "at": SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+    })
+}
+
+fn intent_of(path: &str) -> &'static str {
+    match path {
+        "/api/chat" => ["faq", "billing", "smalltalk"][rand::rng().random_range(0..3)],
+        "/api/search" => "search",
+        _ => "order",
+    }
+}

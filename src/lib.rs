@@ -1,0 +1,25 @@
+//! sidewatch: an observability sidecar. One process probes the app's health,
+//! collects process and dependency stats, and serves them on `/metrics`.
+//!
+//! [`run`] drives the whole thing in-process, so tests can start it with a
+//! config and a [`Shutdown`] they control.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod admin;
+pub mod app;
+pub mod collect;
+pub mod config;
+pub mod demo;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use app::{start, RunError, Running};
+pub use config::Config;
+pub use shutdown::Shutdown;
+
+/// Runs sidewatch with `config` until `shutdown` is requested and the drain is done.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
+    start(config, shutdown).await?.wait().await
+}

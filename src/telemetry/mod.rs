@@ -1,0 +1,47 @@
+//! The metrics registry root and what hangs off it directly: exposition
+//! formats, snapshot families, sidewatch's build info and process metrics.
+
+pub mod expfmt;
+pub mod process;
+pub mod snapshot;
+
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+/// sidewatch's version, from Cargo.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git revision sidewatch was built from, or `unknown`.
+pub const REVISION: &str = env!("SIDEWATCH_REVISION");
+
+/// Creates the one registry every component registers on, holding
+/// `sidewatch_build_info{version,revision}`.
+pub fn new_registry() -> Registry {
+    let mut registry = Registry::default();
+    registry.register(
+        "sidewatch_build",
+        "sidewatch build information; the value is always 1",
+        Info::new(vec![
+            ("version".to_owned(), VERSION.to_owned()),
+            ("revision".to_owned(), REVISION.to_owned()),
+        ]),
+    );
+    registry
+}
+
+/// Encodes the whole registry in the requested exposition format.
+pub fn encode(
+    registry: &Registry,
+    format: expfmt::Exposition,
+    size_hint: usize,
+) -> Result<String, std::fmt::Error> {
+    let mut openmetrics = String::with_capacity(size_hint);
+    prometheus_client::encoding::text::encode(&mut openmetrics, registry)?;
+    match format {
+        expfmt::Exposition::OpenMetrics => Ok(openmetrics),
+        expfmt::Exposition::Prometheus => {
+            let mut text = String::with_capacity(openmetrics.len());
+            expfmt::openmetrics_to_prometheus(&openmetrics, &mut text);
+            Ok(text)
+        }
+    }
+}
