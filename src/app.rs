@@ -71,35 +71,55 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     let admin_latch = readiness.latch("admin");
     let collectors_latch = readiness.latch("collectors");
 
-    let admin_listener = TcpListener::bind(config.admin.listen).await.map_err(|source| RunError::Bind {
-        key: "admin.listen",
-        addr: config.admin.listen,
-        source,
-    })?;
+    let admin_listener = TcpListener::bind(config.admin.listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            key: "admin.listen",
+            addr: config.admin.listen,
+            source,
+        })?;
     let admin_addr = admin_listener.local_addr().unwrap_or(config.admin.listen);
 
     let collector_metrics = CollectorMetrics::register(&mut registry);
     let health_metrics = HealthMetrics::register(&mut registry);
     let mut health = Vec::new();
     for (i, target) in config.health.targets.iter().enumerate() {
-        let collector = HealthCollector::build(target, &health_metrics).map_err(|message| RunError::Build {
-            key: format!("health.targets[{i}]"),
-            message,
-        })?;
+        let collector =
+            HealthCollector::build(target, &health_metrics).map_err(|message| RunError::Build {
+                key: format!("health.targets[{i}]"),
+                message,
+            })?;
         health.push(collector);
     }
-    let process = config.process.enabled.then(|| ProcessCollector::build(&config.process, &mut registry));
+    let process = config
+        .process
+        .enabled
+        .then(|| ProcessCollector::build(&config.process, &mut registry));
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let state = Arc::new(AdminState::new(Arc::new(registry), readiness, status.clone()));
+    let state = Arc::new(AdminState::new(
+        Arc::new(registry),
+        readiness,
+        status.clone(),
+    ));
     tasks.spawn(admin::serve(admin_listener, state, stop.clone()));
     admin_latch.release();
     for collector in health {
-        tasks.spawn(scheduler::run(collector, collector_metrics.clone(), status.clone(), stop.clone()));
+        tasks.spawn(scheduler::run(
+            collector,
+            collector_metrics.clone(),
+            status.clone(),
+            stop.clone(),
+        ));
     }
     if let Some(process) = process {
-        tasks.spawn(scheduler::run(process, collector_metrics.clone(), status.clone(), stop.clone()));
+        tasks.spawn(scheduler::run(
+            process,
+            collector_metrics.clone(),
+            status.clone(),
+            stop.clone(),
+        ));
     }
     collectors_latch.release();
     tracing::info!(
@@ -136,8 +156,14 @@ impl Running {
         shutdown::wait_for_app(&self.config).await;
         self.stop.cancel();
         self.tasks.close();
-        if tokio::time::timeout(STOP_TIMEOUT, self.tasks.wait()).await.is_err() {
-            tracing::warn!(still_running = self.tasks.len(), "tasks did not stop in time");
+        if tokio::time::timeout(STOP_TIMEOUT, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                still_running = self.tasks.len(),
+                "tasks did not stop in time"
+            );
         }
         tracing::info!("sidewatch stopped");
         Ok(())

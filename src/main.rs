@@ -39,7 +39,12 @@ enum Command {
 }
 
 /// `--version` output: the crate version and the git revision.
-const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("SIDEWATCH_REVISION"), ")");
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("SIDEWATCH_REVISION"),
+    ")"
+);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -61,7 +66,10 @@ fn check_config(file: &Path, env: &HashMap<String, String>) -> ExitCode {
     match config::load(Some(file), env) {
         Ok(config) => match toml::to_string_pretty(&config) {
             Ok(text) => {
-                println!("# {}: valid; resolved configuration (secrets masked):\n{text}", file.display());
+                println!(
+                    "# {}: valid; resolved configuration (secrets masked):\n{text}",
+                    file.display()
+                );
                 ExitCode::SUCCESS
             }
             Err(error) => {
@@ -116,7 +124,9 @@ fn run(config: Config, demo: bool) -> ExitCode {
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.self_log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.self_log.format {
         SelfLogFormat::Json => builder.json().with_current_span(false).init(),
         SelfLogFormat::Text => builder.init(),

@@ -54,7 +54,12 @@ pub async fn listen_for_signals(shutdown: Shutdown) {
             tracing::info!(signal, "shutdown requested; draining (send again to abort)");
             shutdown.trigger();
         } else {
-            tracing::warn!(signal, "second signal: aborting without finishing the drain");
+            tracing::warn!(
+                signal,
+                "second signal: aborting without finishing the drain"
+            );
+            #[allow(clippy::disallowed_methods)]
+            // the one place allowed to exit: a second signal aborts
             std::process::exit(ABORT_EXIT_CODE);
         }
     }
@@ -63,7 +68,10 @@ pub async fn listen_for_signals(shutdown: Shutdown) {
 #[cfg(unix)]
 async fn next_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {
@@ -120,7 +128,10 @@ fn process_running(name: &str) -> bool {
         sysinfo::ProcessRefreshKind::nothing().without_tasks(),
     );
     let own = sysinfo::Pid::from_u32(std::process::id());
-    system.processes().values().any(|p| p.pid() != own && p.name() == name)
+    system
+        .processes()
+        .values()
+        .any(|p| p.pid() != own && p.name() == name)
 }
 
 #[cfg(test)]
@@ -141,7 +152,10 @@ mod tests {
         wait_for_app(&config).await;
         closer.await.unwrap();
         let waited = started.elapsed();
-        assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5), "{waited:?}");
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test]

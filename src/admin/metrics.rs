@@ -45,7 +45,9 @@ pub(super) fn handle<B>(state: &AdminState, request: &Request<B>) -> Response<Fu
                 .unwrap_or_default();
         }
     }
-    builder.body(Full::new(Bytes::from(body))).unwrap_or_default()
+    builder
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
 }
 
 fn accepts_gzip(accept_encoding: &str) -> bool {

@@ -87,7 +87,10 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
             }
         });
     }
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::debug!("admin server: connections still open after the drain timeout");
     }
 }
@@ -110,7 +113,9 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => readyz(&state.readiness),
         "/status" => {
-            let report = state.status.report(state.readiness.is_ready(), state.readiness.pending());
+            let report = state
+                .status
+                .report(state.readiness.is_ready(), state.readiness.pending());
             match serde_json::to_vec_pretty(&report) {
                 Ok(body) => Response::builder()
                     .header(header::CONTENT_TYPE, "application/json")
@@ -118,7 +123,10 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
                     .unwrap_or_default(),
                 Err(error) => {
                     tracing::error!(%error, "cannot encode /status");
-                    text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode status\n".into())
+                    text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "cannot encode status\n".into(),
+                    )
                 }
             }
         }

@@ -100,7 +100,11 @@ impl StatusBoard {
                 status.last_success = Some(now);
                 status.details = details;
             }
-            RunOutcome::Failed { reason, message, details } => {
+            RunOutcome::Failed {
+                reason,
+                message,
+                details,
+            } => {
                 status.up = Some(false);
                 status.degraded = None;
                 status.last_error = Some(message);

@@ -194,7 +194,12 @@ mod tests {
         let metrics = CollectorMetrics::register(&mut registry);
         let status = StatusBoard::default();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(Flaky { runs: 0 }, metrics.clone(), status.clone(), stop.clone()));
+        let task = tokio::spawn(run(
+            Flaky { runs: 0 },
+            metrics.clone(),
+            status.clone(),
+            stop.clone(),
+        ));
         let deadline = Instant::now() + Duration::from_secs(5);
         while status.get("flaky").map_or(0, |s| s.runs) < 3 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -208,7 +213,10 @@ mod tests {
         let errors = |reason: &str| {
             metrics
                 .errors
-                .get_or_create_owned(&ErrorLabels { collector: "flaky".into(), reason: reason.into() })
+                .get_or_create_owned(&ErrorLabels {
+                    collector: "flaky".into(),
+                    reason: reason.into(),
+                })
                 .get()
         };
         assert_eq!((errors("connect"), errors("timeout")), (1, 1));

@@ -74,7 +74,11 @@ impl ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(f, "invalid configuration ({n} error{}):", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "invalid configuration ({n} error{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
         for error in &self.0 {
             write!(f, "\n  - {error}")?;
         }
@@ -94,7 +98,10 @@ pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Config
             Some((text, Format::from_path(path)))
         }
     };
-    build(file.as_ref().map(|(text, format)| (text.as_str(), *format)), env)
+    build(
+        file.as_ref().map(|(text, format)| (text.as_str(), *format)),
+        env,
+    )
 }
 
 /// Loads the configuration from text already in memory (the demo's embedded
@@ -107,7 +114,10 @@ pub fn load_from_str(
     build(Some((text, format)), env)
 }
 
-fn build(file: Option<(&str, Format)>, env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
+fn build(
+    file: Option<(&str, Format)>,
+    env: &HashMap<String, String>,
+) -> Result<Config, ConfigErrors> {
     let mut builder = config::Config::builder();
     if let Some((text, format)) = file {
         builder = builder.add_source(config::File::from_str(text, format.file_format()));
@@ -145,11 +155,17 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn first_error(text: &str, format: Format) -> ConfigError {
-        load_from_str(text, format, &HashMap::new()).unwrap_err().0.remove(0)
+        load_from_str(text, format, &HashMap::new())
+            .unwrap_err()
+            .0
+            .remove(0)
     }
 
     #[test]
@@ -205,15 +221,18 @@ mod tests {
 
     #[test]
     fn unknown_env_override_is_named() {
-        let errors = load_from_str("", Format::Toml, &env(&[("SIDEWATCH__ADMN__LISTEN", "x")]))
-            .unwrap_err();
+        let errors =
+            load_from_str("", Format::Toml, &env(&[("SIDEWATCH__ADMN__LISTEN", "x")])).unwrap_err();
         assert!(errors.to_string().contains("admn"), "{errors}");
     }
 
     #[test]
     fn missing_file_is_reported_with_its_path() {
-        let errors = load(Some(Path::new("/nonexistent/sidewatch.toml")), &HashMap::new())
-            .unwrap_err();
+        let errors = load(
+            Some(Path::new("/nonexistent/sidewatch.toml")),
+            &HashMap::new(),
+        )
+        .unwrap_err();
         assert!(errors.to_string().contains("/nonexistent/sidewatch.toml"));
     }
 }

@@ -55,12 +55,8 @@ impl Serialize for Secret {
 #[serde(untagged)]
 enum SecretSource {
     Value(String),
-    File {
-        file: PathBuf,
-    },
-    Env {
-        env: String,
-    },
+    File { file: PathBuf },
+    Env { env: String },
 }
 
 impl<'de> Deserialize<'de> for Secret {
@@ -130,7 +126,10 @@ mod tests {
     fn missing_file_is_an_error_naming_the_file() {
         let json = serde_json::json!({ "file": "/nonexistent/sidewatch-token" });
         let err = serde_json::from_value::<Secret>(json).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/sidewatch-token"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/sidewatch-token"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,14 +12,20 @@ use crate::collect::health::StatusSet;
 pub(crate) fn validate(config: &Config) -> Vec<ConfigError> {
     let mut errors = Errors::default();
     if tracing_subscriber::EnvFilter::try_new(&config.self_log.level).is_err() {
-        errors.push("self_log.level", "expected error, warn, info, debug or trace");
+        errors.push(
+            "self_log.level",
+            "expected error, warn, info, debug or trace",
+        );
     }
     errors.positive("process.interval", config.process.interval);
     let mut names = HashSet::new();
     for (i, target) in config.health.targets.iter().enumerate() {
         let key = format!("health.targets[{i}]");
         if !names.insert(target.name.as_str()) {
-            errors.push(format!("{key}.name"), format!("duplicate target name {:?}", target.name));
+            errors.push(
+                format!("{key}.name"),
+                format!("duplicate target name {:?}", target.name),
+            );
         }
         validate_target(&key, target, &mut errors);
     }
@@ -37,13 +43,17 @@ fn validate_target(key: &str, target: &HealthTarget, errors: &mut Errors) {
             format!("{key}.url"),
             format!("scheme must be http or https, not {:?}", url.scheme()),
         ),
-        (None, Some(tcp)) if !is_host_port(tcp) => {
-            errors.push(format!("{key}.tcp"), format!("expected host:port, got {tcp:?}"))
-        }
+        (None, Some(tcp)) if !is_host_port(tcp) => errors.push(
+            format!("{key}.tcp"),
+            format!("expected host:port, got {tcp:?}"),
+        ),
         _ => {}
     }
     if http::Method::from_bytes(target.method.as_bytes()).is_err() {
-        errors.push(format!("{key}.method"), format!("not an HTTP method: {:?}", target.method));
+        errors.push(
+            format!("{key}.method"),
+            format!("not an HTTP method: {:?}", target.method),
+        );
     }
     for (name, value) in &target.headers {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err()
@@ -64,7 +74,10 @@ fn validate_target(key: &str, target: &HealthTarget, errors: &mut Errors) {
     }
     if let Some(path) = &target.ca_file {
         if let Err(e) = std::fs::read(path) {
-            errors.push(format!("{key}.ca_file"), format!("cannot read {}: {e}", path.display()));
+            errors.push(
+                format!("{key}.ca_file"),
+                format!("cannot read {}: {e}", path.display()),
+            );
         }
     }
 }
@@ -133,13 +146,19 @@ mod tests {
             "health.targets[1].name",
             "health.targets[1].tcp",
         ] {
-            assert!(keys.iter().any(|k| k == expected), "{expected} missing from {keys:?}");
+            assert!(
+                keys.iter().any(|k| k == expected),
+                "{expected} missing from {keys:?}"
+            );
         }
     }
 
     #[test]
     fn target_needs_url_or_tcp() {
-        assert_eq!(keys("[[health.targets]]\nname = \"a\"\n"), vec!["health.targets[0]"]);
+        assert_eq!(
+            keys("[[health.targets]]\nname = \"a\"\n"),
+            vec!["health.targets[0]"]
+        );
     }
 
     #[test]

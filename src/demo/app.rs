@@ -55,7 +55,8 @@ pub async fn serve(listener: TcpListener, log: LogFile, stop: CancellationToken)
         let service = service_fn(move |request| handle(request, log.clone(), started));
         let stop = stop.clone();
         tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = connection => {}
                 () = stop.cancelled() => {}
@@ -64,7 +65,11 @@ pub async fn serve(listener: TcpListener, log: LogFile, stop: CancellationToken)
     }
 }
 
-async fn handle(request: Request<Incoming>, log: LogFile, started: Instant) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    request: Request<Incoming>,
+    log: LogFile,
+    started: Instant,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let begin = Instant::now();
     let path = request.uri().path().to_owned();
     let request_id = request
@@ -108,7 +113,13 @@ async fn respond(path: &str, started: Instant) -> (StatusCode, serde_json::Value
         "/api/chat" => ((40, 400), 0.02, "/api/chat"),
         "/api/search" => ((200, 2500), 0.01, "/api/search"),
         p if p.starts_with("/api/orders/") => ((10, 120), 0.0, "/api/orders/:id"),
-        _ => return (StatusCode::NOT_FOUND, json!({"error": "not found"}), "unmatched"),
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                json!({"error": "not found"}),
+                "unmatched",
+            )
+        }
     };
     let (status, millis) = {
         let mut rng = rand::rng();

@@ -18,7 +18,8 @@ use crate::{RunError, Shutdown};
 /// The configuration the demo runs with (also an example config).
 pub const DEMO_CONFIG: &str = include_str!("../../examples/demo.toml");
 /// Where the demo app listens.
-pub const DEMO_APP_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 4799);
+pub const DEMO_APP_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 4799);
 
 /// The demo's config: [`DEMO_CONFIG`] with `SIDEWATCH__*` overrides from `env`.
 pub fn config(env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
@@ -27,11 +28,13 @@ pub fn config(env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
 
 /// Starts the demo app and its traffic, then runs sidewatch against it until shutdown.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
-    let listener = TcpListener::bind(DEMO_APP_ADDR).await.map_err(|source| RunError::Bind {
-        key: "demo app",
-        addr: DEMO_APP_ADDR,
-        source,
-    })?;
+    let listener = TcpListener::bind(DEMO_APP_ADDR)
+        .await
+        .map_err(|source| RunError::Bind {
+            key: "demo app",
+            addr: DEMO_APP_ADDR,
+            source,
+        })?;
     let log_dir = std::env::temp_dir().join("sidewatch-demo");
     let log = app::LogFile::open(&log_dir.join("app.log")).map_err(|e| RunError::Build {
         key: "demo app log".into(),

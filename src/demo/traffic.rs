@@ -12,7 +12,11 @@ const RATE: f64 = 8.0;
 
 /// Sends requests to the demo app at `addr` until `stop`.
 pub async fn generate(addr: SocketAddr, stop: CancellationToken) {
-    let Ok(client) = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build() else {
+    let Ok(client) = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+    else {
         return;
     };
     let mut sent: u64 = 0;
@@ -25,7 +29,10 @@ pub async fn generate(addr: SocketAddr, stop: CancellationToken) {
                 8 => "/api/search".to_owned(),
                 _ => "/nope".to_owned(),
             };
-            (path, Duration::from_secs_f64(rng.random_range(0.0..2.0 / RATE)))
+            (
+                path,
+                Duration::from_secs_f64(rng.random_range(0.0..2.0 / RATE)),
+            )
         };
         sent += 1;
         let request = client

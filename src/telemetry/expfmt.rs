@@ -108,8 +108,14 @@ mod tests {
     #[test]
     fn negotiates_openmetrics_only_when_offered() {
         let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-        assert_eq!(Exposition::negotiate(Some(prometheus)), Exposition::OpenMetrics);
-        assert_eq!(Exposition::negotiate(Some("text/plain")), Exposition::Prometheus);
+        assert_eq!(
+            Exposition::negotiate(Some(prometheus)),
+            Exposition::OpenMetrics
+        );
+        assert_eq!(
+            Exposition::negotiate(Some("text/plain")),
+            Exposition::Prometheus
+        );
         assert_eq!(Exposition::negotiate(None), Exposition::Prometheus);
         assert_eq!(
             Exposition::negotiate(Some("application/openmetrics-text; q=0")),
@@ -136,6 +142,9 @@ mod tests {
 
     #[test]
     fn escaped_quotes_in_label_values_do_not_confuse_the_scan() {
-        assert_eq!(strip_exemplar(r#"a{b="x\" # y"} 1 # {t="1"} 2"#), r#"a{b="x\" # y"} 1"#);
+        assert_eq!(
+            strip_exemplar(r#"a{b="x\" # y"} 1 # {t="1"} 2"#),
+            r#"a{b="x\" # y"} 1"#
+        );
     }
 }

@@ -29,15 +29,40 @@ struct ProcessFamilies {
 impl ProcessFamilies {
     fn register(registry: &mut Registry, prefix: &str, whose: &str) -> Self {
         let mut family = |name: &str, help: &str, kind| {
-            SnapshotFamily::register(registry, &format!("{prefix}_{name}"), &format!("{help} ({whose})."), kind)
+            SnapshotFamily::register(
+                registry,
+                &format!("{prefix}_{name}"),
+                &format!("{help} ({whose})."),
+                kind,
+            )
         };
         Self {
-            cpu: family("cpu_seconds", "Total user and system CPU time spent in seconds", Kind::Counter),
-            resident: family("resident_memory_bytes", "Resident memory size in bytes", Kind::Gauge),
-            virtual_memory: family("virtual_memory_bytes", "Virtual memory size in bytes", Kind::Gauge),
+            cpu: family(
+                "cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                Kind::Counter,
+            ),
+            resident: family(
+                "resident_memory_bytes",
+                "Resident memory size in bytes",
+                Kind::Gauge,
+            ),
+            virtual_memory: family(
+                "virtual_memory_bytes",
+                "Virtual memory size in bytes",
+                Kind::Gauge,
+            ),
             open_fds: family("open_fds", "Number of open file descriptors", Kind::Gauge),
-            max_fds: family("max_fds", "Maximum number of open file descriptors", Kind::Gauge),
-            start_time: family("start_time_seconds", "Start time of the process since unix epoch in seconds", Kind::Gauge),
+            max_fds: family(
+                "max_fds",
+                "Maximum number of open file descriptors",
+                Kind::Gauge,
+            ),
+            start_time: family(
+                "start_time_seconds",
+                "Start time of the process since unix epoch in seconds",
+                Kind::Gauge,
+            ),
         }
     }
 
@@ -61,7 +86,14 @@ impl ProcessFamilies {
     }
 
     fn clear(&self) {
-        for family in [&self.cpu, &self.resident, &self.virtual_memory, &self.open_fds, &self.max_fds, &self.start_time] {
+        for family in [
+            &self.cpu,
+            &self.resident,
+            &self.virtual_memory,
+            &self.open_fds,
+            &self.max_fds,
+            &self.start_time,
+        ] {
             family.set("", vec![]);
         }
     }
@@ -139,7 +171,10 @@ impl ProcessCollector {
     }
 
     fn refresh_kind() -> ProcessRefreshKind {
-        ProcessRefreshKind::nothing().with_cpu().with_memory().without_tasks()
+        ProcessRefreshKind::nothing()
+            .with_cpu()
+            .with_memory()
+            .without_tasks()
     }
 
     /// Finds the app's process by name or command-line substring.
@@ -147,7 +182,9 @@ impl ProcessCollector {
         self.system.refresh_processes_specifics(
             ProcessesToUpdate::All,
             true,
-            ProcessRefreshKind::nothing().with_cmd(UpdateKind::OnlyIfNotSet).without_tasks(),
+            ProcessRefreshKind::nothing()
+                .with_cmd(UpdateKind::OnlyIfNotSet)
+                .without_tasks(),
         );
         let own_pid = self.own_pid;
         self.system
@@ -156,20 +193,30 @@ impl ProcessCollector {
             .filter(|p| p.pid() != own_pid && p.thread_kind().is_none())
             .find(|p| {
                 p.name() == name
-                    || p.cmd().iter().any(|arg| arg.to_string_lossy().contains(name))
+                    || p.cmd()
+                        .iter()
+                        .any(|arg| arg.to_string_lossy().contains(name))
             })
             .map(Process::pid)
     }
 
     fn collect_app(&mut self, name: String) -> Result<serde_json::Value, String> {
         let alive = self.app_pid.is_some_and(|pid| {
-            self.system.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), true, Self::refresh_kind());
+            self.system.refresh_processes_specifics(
+                ProcessesToUpdate::Some(&[pid]),
+                true,
+                Self::refresh_kind(),
+            );
             self.system.process(pid).is_some()
         });
         if !alive {
             self.app_pid = self.find_app(&name);
             if let Some(pid) = self.app_pid {
-                self.system.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), true, Self::refresh_kind());
+                self.system.refresh_processes_specifics(
+                    ProcessesToUpdate::Some(&[pid]),
+                    true,
+                    Self::refresh_kind(),
+                );
             }
         }
         let Some(process) = self.app_pid.and_then(|pid| self.system.process(pid)) else {
@@ -206,9 +253,16 @@ impl Collector for ProcessCollector {
 
     async fn collect(&mut self) -> Result<Collected, CollectError> {
         let pid = self.own_pid;
-        self.system.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), true, Self::refresh_kind());
+        self.system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[pid]),
+            true,
+            Self::refresh_kind(),
+        );
         let Some(own) = self.system.process(pid) else {
-            return Err(CollectError::new("proc", "cannot read /proc for sidewatch itself"));
+            return Err(CollectError::new(
+                "proc",
+                "cannot read /proc for sidewatch itself",
+            ));
         };
         self.own.publish(own);
 
@@ -236,5 +290,10 @@ impl Collector for ProcessCollector {
 
 /// Reads an env var holding a plain number (Downward API `resourceFieldRef` output).
 fn env_number(name: &str) -> Option<f64> {
-    std::env::var(name).ok()?.trim().parse::<f64>().ok().filter(|v| *v > 0.0)
+    std::env::var(name)
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0)
 }

@@ -56,7 +56,11 @@ impl SnapshotFamily {
 
     /// Replaces every sample `owner` had with `samples`.
     pub fn set(&self, owner: &str, samples: Vec<(Labels, f64)>) {
-        let mut all = self.inner.samples.write().unwrap_or_else(|e| e.into_inner());
+        let mut all = self
+            .inner
+            .samples
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         if samples.is_empty() {
             all.remove(owner);
         } else {
@@ -69,7 +73,9 @@ impl SnapshotFamily {
         let all = self.inner.samples.read().unwrap_or_else(|e| e.into_inner());
         all.values().flatten().find_map(|(l, v)| {
             let same = l.len() == labels.len()
-                && l.iter().zip(labels).all(|((a, b), (c, d))| a == c && b == d);
+                && l.iter()
+                    .zip(labels)
+                    .all(|((a, b), (c, d))| a == c && b == d);
             same.then_some(*v)
         })
     }
@@ -85,7 +91,8 @@ impl Collector for SnapshotFamily {
             Kind::Gauge => MetricType::Gauge,
             Kind::Counter => MetricType::Counter,
         };
-        let mut metric = encoder.encode_descriptor(&self.inner.name, &self.inner.help, None, metric_type)?;
+        let mut metric =
+            encoder.encode_descriptor(&self.inner.name, &self.inner.help, None, metric_type)?;
         let mut samples = all.values().flatten().peekable();
         while let Some((labels, value)) = samples.next() {
             if labels.is_empty() && samples.peek().is_none() {
@@ -112,7 +119,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

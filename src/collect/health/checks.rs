@@ -91,7 +91,9 @@ fn status_of(value: &Value) -> Option<bool> {
 
 fn word(status: &str) -> Option<bool> {
     match status.trim().to_ascii_lowercase().as_str() {
-        "ok" | "up" | "pass" | "passing" | "healthy" | "green" | "warn" | "yellow" | "true" => Some(true),
+        "ok" | "up" | "pass" | "passing" | "healthy" | "green" | "warn" | "yellow" | "true" => {
+            Some(true)
+        }
         "fail" | "failed" | "failing" | "down" | "error" | "unhealthy" | "critical" | "red"
         | "out_of_service" | "false" => Some(false),
         _ => None,
@@ -108,11 +110,16 @@ mod tests {
 
     #[test]
     fn simple_checks_map() {
-        let body = parse(br#"{"status":"ok","checks":{"db":"ok","redis":"fail","cache":true}}"#).unwrap();
+        let body =
+            parse(br#"{"status":"ok","checks":{"db":"ok","redis":"fail","cache":true}}"#).unwrap();
         assert_eq!(body.overall, Some(true));
         assert_eq!(
             body.checks,
-            vec![("cache".into(), true), ("db".into(), true), ("redis".into(), false)]
+            vec![
+                ("cache".into(), true),
+                ("db".into(), true),
+                ("redis".into(), false)
+            ]
         );
     }
 
@@ -134,7 +141,8 @@ mod tests {
 
     #[test]
     fn spring_boot_1_details_form() {
-        let got = checks(r#"{"status":"UP","details":{"redis":{"status":"DOWN"},"version":"1.2"}}"#);
+        let got =
+            checks(r#"{"status":"UP","details":{"redis":{"status":"DOWN"},"version":"1.2"}}"#);
         assert_eq!(got, vec![("redis".into(), false)]);
     }
 
@@ -143,7 +151,10 @@ mod tests {
         let got = checks(
             r#"{"status":"warn","checks":{"db:responseTime":[{"status":"pass"},{"status":"fail"}],"uptime":[{"status":"warn"}]}}"#,
         );
-        assert_eq!(got, vec![("db:responseTime".into(), false), ("uptime".into(), true)]);
+        assert_eq!(
+            got,
+            vec![("db:responseTime".into(), false), ("uptime".into(), true)]
+        );
     }
 
     #[test]
@@ -155,9 +166,14 @@ mod tests {
 
     #[test]
     fn check_count_is_bounded() {
-        let many: Map<String, Value> = (0..100).map(|i| (format!("c{i:03}"), Value::from("ok"))).collect();
+        let many: Map<String, Value> = (0..100)
+            .map(|i| (format!("c{i:03}"), Value::from("ok")))
+            .collect();
         let body = serde_json::json!({ "checks": many }).to_string();
         let parsed = parse(body.as_bytes()).unwrap();
-        assert_eq!((parsed.checks.len(), parsed.omitted), (MAX_CHECKS, 100 - MAX_CHECKS));
+        assert_eq!(
+            (parsed.checks.len(), parsed.omitted),
+            (MAX_CHECKS, 100 - MAX_CHECKS)
+        );
     }
 }

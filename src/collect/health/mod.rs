@@ -26,7 +26,9 @@ use crate::config::HealthTarget;
 use crate::telemetry::snapshot::{Kind, SnapshotFamily};
 
 /// Probe latency buckets in seconds; the SLO thresholds (0.5, 1, 2, 5 s) are exact bounds.
-pub const PROBE_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0];
+pub const PROBE_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct TargetLabels {
@@ -153,7 +155,10 @@ impl Collector for HealthCollector {
             .checks
             .iter()
             .map(|(check, passing)| {
-                let labels = vec![("target".to_owned(), self.target.clone()), ("check".to_owned(), check.clone())];
+                let labels = vec![
+                    ("target".to_owned(), self.target.clone()),
+                    ("check".to_owned(), check.clone()),
+                ];
                 (labels, if *passing { 1.0 } else { 0.0 })
             })
             .collect();
@@ -180,7 +185,8 @@ impl Collector for HealthCollector {
             }
             Some(failure) => {
                 self.up.set(0);
-                if let Some((_, counter)) = self.failures.iter().find(|(r, _)| *r == failure.reason) {
+                if let Some((_, counter)) = self.failures.iter().find(|(r, _)| *r == failure.reason)
+                {
                     counter.inc();
                 }
                 Err(CollectError {

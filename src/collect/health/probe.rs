@@ -30,7 +30,13 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, to initialise counters at zero.
-    pub const ALL: [Reason; 5] = [Reason::Timeout, Reason::Connect, Reason::Status, Reason::Body, Reason::Tls];
+    pub const ALL: [Reason; 5] = [
+        Reason::Timeout,
+        Reason::Connect,
+        Reason::Status,
+        Reason::Body,
+        Reason::Tls,
+    ];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -119,14 +125,17 @@ impl Probe {
             .pool_max_idle_per_host(0)
             .danger_accept_invalid_certs(target.insecure_skip_verify);
         if let Some(path) = &target.ca_file {
-            let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let pem =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| format!("{} holds no usable PEM certificate: {e}", path.display()))?;
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let client = builder.build().map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         let mut headers = HeaderMap::new();
         for (name, value) in &target.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
@@ -145,7 +154,12 @@ impl Probe {
             method: Method::from_bytes(target.method.as_bytes()).map_err(|e| e.to_string())?,
             headers,
             statuses: StatusSet::parse(&target.expected_status)?,
-            body_regex: target.body_regex.as_deref().map(Regex::new).transpose().map_err(|e| e.to_string())?,
+            body_regex: target
+                .body_regex
+                .as_deref()
+                .map(Regex::new)
+                .transpose()
+                .map_err(|e| e.to_string())?,
             max_body_bytes: target.max_body_bytes,
             parse_checks: target.parse_checks,
         })))
@@ -169,13 +183,18 @@ impl Probe {
         };
         tokio::time::timeout(timeout, probe)
             .await
-            .unwrap_or_else(|_| Outcome::failed(Reason::Timeout, format!("no answer within {timeout:?}")))
+            .unwrap_or_else(|_| {
+                Outcome::failed(Reason::Timeout, format!("no answer within {timeout:?}"))
+            })
     }
 }
 
 impl HttpProbe {
     async fn run(&self) -> Outcome {
-        let request = self.client.request(self.method.clone(), self.url.clone()).headers(self.headers.clone());
+        let request = self
+            .client
+            .request(self.method.clone(), self.url.clone())
+            .headers(self.headers.clone());
         let mut response = match request.send().await {
             Ok(response) => response,
             Err(error) => return classify(error),
@@ -197,7 +216,11 @@ impl HttpProbe {
             }
         }
         drop(response);
-        let parsed = if self.parse_checks { checks::parse(&body) } else { None };
+        let parsed = if self.parse_checks {
+            checks::parse(&body)
+        } else {
+            None
+        };
         let failure = if !self.statuses.contains(status_code) {
             Some(Failure {
                 reason: Reason::Status,
@@ -205,7 +228,11 @@ impl HttpProbe {
             })
         } else if let Some(error) = body_error {
             error.failure
-        } else if self.body_regex.as_ref().is_some_and(|re| !re.is_match(&String::from_utf8_lossy(&body))) {
+        } else if self
+            .body_regex
+            .as_ref()
+            .is_some_and(|re| !re.is_match(&String::from_utf8_lossy(&body)))
+        {
             Some(Failure {
                 reason: Reason::Body,
                 message: "body does not match body_regex".into(),
@@ -229,7 +256,10 @@ impl HttpProbe {
 async fn tcp(addr: &str) -> Outcome {
     match TcpStream::connect(addr).await {
         Ok(_) => Outcome::default(),
-        Err(error) => Outcome::failed(Reason::Connect, format!("cannot connect to {addr}: {error}")),
+        Err(error) => Outcome::failed(
+            Reason::Connect,
+            format!("cannot connect to {addr}: {error}"),
+        ),
     }
 }
 
@@ -244,9 +274,15 @@ fn classify(error: reqwest::Error) -> Outcome {
         source = cause.source();
     }
     let lower = chain.to_ascii_lowercase();
-    let is_tls = ["certificate", "tls", "handshake", "rustls", "corrupt message"]
-        .iter()
-        .any(|needle| lower.contains(needle));
+    let is_tls = [
+        "certificate",
+        "tls",
+        "handshake",
+        "rustls",
+        "corrupt message",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle));
     let is_parse = ["invalid http", "parse", "invalid status", "invalid header"]
         .iter()
         .any(|needle| lower.contains(needle));
