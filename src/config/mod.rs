@@ -34,6 +34,8 @@ pub struct Config {
     pub health: HealthConfig,
     /// Process and container metrics for sidewatch itself and the app.
     pub process: ProcessConfig,
+    /// Where the pod's identity (name, namespace, node, IP) is read from.
+    pub pod: PodConfig,
 }
 
 /// The admin HTTP server.
@@ -207,5 +209,68 @@ impl Default for ProcessConfig {
             app_cpu_limit_env: "SIDEWATCH_APP_CPU_LIMIT_MILLICORES".into(),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
         }
+    }
+}
+
+/// The pod's identity, read from environment variables that the Downward API
+/// fills (`fieldRef: metadata.name`, `status.podIP`, ...). Used to attribute
+/// dependency connections to this pod (`scope="pod"`) and to enrich logs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PodConfig {
+    /// Env var holding the pod's name.
+    pub name_env: String,
+    /// Env var holding the pod's namespace.
+    pub namespace_env: String,
+    /// Env var holding the node's name.
+    pub node_env: String,
+    /// Env var holding the pod's IP address.
+    pub ip_env: String,
+}
+
+impl Default for PodConfig {
+    fn default() -> Self {
+        Self {
+            name_env: "SIDEWATCH_POD_NAME".into(),
+            namespace_env: "SIDEWATCH_POD_NAMESPACE".into(),
+            node_env: "SIDEWATCH_NODE_NAME".into(),
+            ip_env: "SIDEWATCH_POD_IP".into(),
+        }
+    }
+}
+
+/// The pod's identity as read from the environment; each part may be absent
+/// (outside Kubernetes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodInfo {
+    /// The pod's name.
+    pub name: Option<String>,
+    /// The pod's namespace.
+    pub namespace: Option<String>,
+    /// The node's name.
+    pub node: Option<String>,
+    /// The pod's IP address.
+    pub ip: Option<std::net::IpAddr>,
+}
+
+impl PodInfo {
+    /// Reads the identity through `lookup` (normally `std::env::var`).
+    pub fn read(config: &PodConfig, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        Self {
+            name: get(&config.name_env),
+            namespace: get(&config.namespace_env),
+            node: get(&config.node_env),
+            ip: get(&config.ip_env).and_then(|ip| ip.parse().ok()),
+        }
+    }
+
+    /// Reads the identity from the process environment.
+    pub fn from_env(config: &PodConfig) -> Self {
+        Self::read(config, |name| std::env::var(name).ok())
     }
 }
