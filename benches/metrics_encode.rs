@@ -19,7 +19,9 @@ async fn spawn_health_endpoint() -> std::net::SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let mut buf = [0u8; 2048];
                 let _ = stream.read(&mut buf).await;
@@ -56,7 +58,9 @@ fn bench(c: &mut Criterion) {
         }
         registry
     });
-    let size = telemetry::encode(&registry, Exposition::Prometheus, 0).unwrap().len();
+    let size = telemetry::encode(&registry, Exposition::Prometheus, 0)
+        .unwrap()
+        .len();
     println!("default metric set: {size} bytes in Prometheus text");
     c.bench_function("encode_prometheus_text", |b| {
         b.iter(|| telemetry::encode(&registry, Exposition::Prometheus, size + size / 8).unwrap())
