@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 window=${1:-60}
 cargo build --release --quiet
-bin=target/release/sidewatch
+bin=${CARGO_TARGET_DIR:-target}/release/sidewatch
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 duration=${1:-30}
 command -v oha >/dev/null || { echo "oha is missing: run 'cargo install oha'" >&2; exit 1; }
 cargo build --release --quiet
-bin=target/release/sidewatch
+bin=${CARGO_TARGET_DIR:-target}/release/sidewatch
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: promtool (prometheus), curl-free HTTP is built in.
 need=()
-for pkg in prometheus; do
+for pkg in prometheus postgresql redis-server openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

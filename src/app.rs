@@ -11,8 +11,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState, Readiness, StatusBoard};
 use crate::collect::health::{HealthCollector, HealthMetrics};
+use crate::collect::pool::{PoolCollector, PoolMetrics};
+use crate::collect::postgres::{PostgresCollector, PostgresMetrics};
+use crate::collect::redis::{RedisCollector, RedisMetrics};
 use crate::collect::scheduler::{self, CollectorMetrics};
-use crate::config::Config;
+use crate::config::{Config, PodInfo};
 use crate::shutdown::{self, Shutdown};
 use crate::telemetry::{self, process::ProcessCollector};
 
@@ -91,10 +94,54 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
             })?;
         health.push(collector);
     }
+    let pod_ip = PodInfo::from_env(&config.pod).ip;
+    let postgres_metrics = PostgresMetrics::register(&mut registry);
+    let mut postgres = Vec::new();
+    for (i, server) in config.postgres.servers.iter().enumerate() {
+        let collector =
+            PostgresCollector::build(server, pod_ip, &postgres_metrics).map_err(|message| {
+                RunError::Build {
+                    key: format!("postgres.servers[{i}]"),
+                    message,
+                }
+            })?;
+        postgres.push(collector);
+    }
+    let redis_metrics = RedisMetrics::register(&mut registry);
+    let mut redis = Vec::new();
+    for (i, server) in config.redis.servers.iter().enumerate() {
+        let collector =
+            RedisCollector::build(server, pod_ip, &redis_metrics).map_err(|message| {
+                RunError::Build {
+                    key: format!("redis.servers[{i}]"),
+                    message,
+                }
+            })?;
+        redis.push(collector);
+    }
+    let pool_metrics = PoolMetrics::register(&mut registry);
+    let mut pools = Vec::new();
+    for (i, source) in config.pools.sources.iter().enumerate() {
+        let collector =
+            PoolCollector::build(source, &pool_metrics).map_err(|message| RunError::Build {
+                key: format!("pools.sources[{i}]"),
+                message,
+            })?;
+        pools.push(collector);
+    }
     let process = config
         .process
         .enabled
         .then(|| ProcessCollector::build(&config.process, &mut registry));
+    let pod = crate::config::PodInfo::from_env(&config.pod);
+    let pipeline =
+        crate::logs::Pipeline::build(&config.logs, &pod, &mut registry).map_err(|e| {
+            RunError::Build {
+                key: e.key,
+                message: e.message,
+            }
+        })?;
+    let pipeline_latch = pipeline.is_some().then(|| readiness.latch("pipeline"));
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -113,6 +160,30 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
             stop.clone(),
         ));
     }
+    for collector in postgres {
+        tasks.spawn(scheduler::run(
+            collector,
+            collector_metrics.clone(),
+            status.clone(),
+            stop.clone(),
+        ));
+    }
+    for collector in redis {
+        tasks.spawn(scheduler::run(
+            collector,
+            collector_metrics.clone(),
+            status.clone(),
+            stop.clone(),
+        ));
+    }
+    for collector in pools {
+        tasks.spawn(scheduler::run(
+            collector,
+            collector_metrics.clone(),
+            status.clone(),
+            stop.clone(),
+        ));
+    }
     if let Some(process) = process {
         tasks.spawn(scheduler::run(
             process,
@@ -122,6 +193,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         ));
     }
     collectors_latch.release();
+    if let Some(pipeline) = pipeline {
+        pipeline.spawn(&tasks, stop.clone());
+    }
+    if let Some(latch) = pipeline_latch {
+        latch.release();
+    }
     tracing::info!(
         admin = %admin::describe(admin_addr),
         health_targets = config.health.targets.len(),

@@ -221,6 +221,7 @@ fn demo_serves_moving_data() {
         .arg("demo")
         .env("SIDEWATCH__ADMIN__LISTEN", "127.0.0.1:0")
         .env_remove("SIDEWATCH_CONFIG")
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -255,6 +256,28 @@ fn demo_serves_moving_data() {
     assert_eq!(
         support::metric(&text, "sidewatch_target_up", &[("target", "demo-tcp")]),
         Some(1.0),
+        "{text}"
+    );
+    let pool = |state: &str| {
+        support::metric(
+            &text,
+            "db_client_connection_count",
+            &[
+                ("source", "demo-app"),
+                ("pool_name", "primary"),
+                ("state", state),
+            ],
+        )
+    };
+    let (idle, used) = (pool("idle"), pool("used"));
+    assert!(idle.is_some() && used.is_some(), "{text}");
+    assert_eq!(
+        support::metric(
+            &text,
+            "db_client_connection_max",
+            &[("source", "demo-app"), ("pool_name", "primary")]
+        ),
+        Some(10.0),
         "{text}"
     );
     signal(&child, "TERM");

@@ -8,6 +8,9 @@
 //! network.
 
 pub mod health;
+pub mod pool;
+pub mod postgres;
+pub mod redis;
 pub mod scheduler;
 
 use std::future::Future;

@@ -6,10 +6,19 @@
 //! structs are the configuration reference (see `sidewatch.example.toml`).
 
 mod load;
+pub mod logs;
+mod pools;
+mod postgres;
+mod redis;
 mod secret;
 mod validate;
 
 pub use load::{load, load_from_str, ConfigErrors, Format};
+pub use pools::{
+    PoolMapping, PoolSource, PoolsConfig, Preset, SourceKind, TimeUnit, RESERVED_FAMILY_PREFIXES,
+};
+pub use postgres::{PostgresConfig, PostgresServer};
+pub use redis::{RedisConfig, RedisEndpoint, RedisServer};
 pub use secret::{mask_url, Secret};
 
 use std::collections::BTreeMap;
@@ -36,6 +45,14 @@ pub struct Config {
     pub process: ProcessConfig,
     /// Where the pod's identity (name, namespace, node, IP) is read from.
     pub pod: PodConfig,
+    /// The log pipeline: sources, stages, sinks (`[logs]`).
+    pub logs: logs::LogsConfig,
+    /// PostgreSQL servers to collect from (`pg_*` metrics).
+    pub postgres: PostgresConfig,
+    /// Redis servers to collect from (`redis_*` metrics).
+    pub redis: RedisConfig,
+    /// The app's own connection-pool statistics (`db_client_connection_*`).
+    pub pools: PoolsConfig,
 }
 
 /// The admin HTTP server.
@@ -226,6 +243,9 @@ pub struct PodConfig {
     pub node_env: String,
     /// Env var holding the pod's IP address.
     pub ip_env: String,
+    /// The pod's IP, overriding `ip_env` (outside Kubernetes, tests). It
+    /// attributes PostgreSQL/Redis connections to this pod (`scope="pod"`).
+    pub ip: Option<std::net::IpAddr>,
 }
 
 impl Default for PodConfig {
@@ -235,6 +255,7 @@ impl Default for PodConfig {
             namespace_env: "SIDEWATCH_POD_NAMESPACE".into(),
             node_env: "SIDEWATCH_NODE_NAME".into(),
             ip_env: "SIDEWATCH_POD_IP".into(),
+            ip: None,
         }
     }
 }
@@ -265,7 +286,9 @@ impl PodInfo {
             name: get(&config.name_env),
             namespace: get(&config.namespace_env),
             node: get(&config.node_env),
-            ip: get(&config.ip_env).and_then(|ip| ip.parse().ok()),
+            ip: config
+                .ip
+                .or_else(|| get(&config.ip_env).and_then(|ip| ip.parse().ok())),
         }
     }
 

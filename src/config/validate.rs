@@ -29,12 +29,21 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigError> {
         }
         validate_target(&key, target, &mut errors);
     }
+    errors.0.extend(config.postgres.validate());
+    errors.0.extend(config.redis.validate());
+    errors.0.extend(config.pools.validate());
+    errors.0.extend(config.logs.validate());
     errors.0
 }
 
 fn validate_target(key: &str, target: &HealthTarget, errors: &mut Errors) {
     if target.name.is_empty() {
         errors.push(format!("{key}.name"), "must be set");
+    } else if !is_label_safe(&target.name) {
+        errors.push(
+            format!("{key}.name"),
+            "use letters, digits and - _ . : / only (it becomes a label value)",
+        );
     }
     match (&target.url, &target.tcp) {
         (Some(_), Some(_)) => errors.push(key, "set either `url` or `tcp`, not both"),
@@ -80,6 +89,14 @@ fn validate_target(key: &str, target: &HealthTarget, errors: &mut Errors) {
             );
         }
     }
+}
+
+/// Whether a configured name can be a label value as it is.
+pub(crate) fn is_label_safe(name: &str) -> bool {
+    name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
 }
 
 fn is_host_port(value: &str) -> bool {

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,9 +20,21 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// The demo app's JSON log file (shared by its connections).
+/// Lines after which the demo app rotates its log by rename (`app.log` →
+/// `app.log.1`), as logrotate would, to show the tailer following it.
+const ROTATE_EVERY: u64 = 500;
+
+/// The demo app's JSON log file (shared by its connections), rotated by
+/// rename every [`ROTATE_EVERY`] lines.
 #[derive(Debug, Clone)]
-pub struct LogFile(Arc<Mutex<File>>);
+pub struct LogFile(Arc<Mutex<Log>>);
+
+#[derive(Debug)]
+struct Log {
+    path: PathBuf,
+    file: File,
+    lines: u64,
+}
 
 impl LogFile {
     /// Opens (creates) the log file for appending.
@@ -31,12 +43,26 @@ impl LogFile {
             std::fs::create_dir_all(dir)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self(Arc::new(Mutex::new(file))))
+        Ok(Self(Arc::new(Mutex::new(Log {
+            path: path.to_owned(),
+            file,
+            lines: 0,
+        }))))
     }
 
     fn write(&self, line: &serde_json::Value) {
-        let mut file = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(file, "{line}");
+        let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(log.file, "{line}");
+        log.lines += 1;
+        if log.lines % ROTATE_EVERY == 0 {
+            let mut rotated = log.path.clone().into_os_string();
+            rotated.push(".1");
+            let reopened = std::fs::rename(&log.path, &rotated)
+                .and_then(|()| OpenOptions::new().create(true).append(true).open(&log.path));
+            if let Ok(file) = reopened {
+                log.file = file;
+            }
+        }
     }
 }
 
@@ -151,13 +177,20 @@ fn health(started: Instant) -> serde_json::Value {
     json!({ "status": overall, "checks": { "db": db, "redis": redis, "queue": "ok" } })
 }
 
+/// Pool stats in HikariCP's `HikariPoolMXBean` shape (sidewatch's `hikaricp`
+/// pool preset reads it as is).
 fn pools() -> serde_json::Value {
     let mut rng = rand::rng();
     let active: u32 = rng.random_range(1..=9);
     json!({
-        "pools": {
-            "primary": { "active": active, "idle": 10 - active, "max": 10, "pending": if active > 8 { 2 } else { 0 } }
-        },
+        "pools": [{
+            "poolName": "primary",
+            "activeConnections": active,
+            "idleConnections": 10 - active,
+            "totalConnections": 10,
+            "threadsAwaitingConnection": if active > 8 { 2 } else { 0 },
+            "maximumPoolSize": 10,
+        }],
         "at": SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
     })
 }

@@ -4,6 +4,7 @@
 //! real, moving data on a fresh machine.
 
 mod app;
+mod deps;
 mod traffic;
 
 use std::collections::HashMap;
@@ -23,11 +24,18 @@ pub const DEMO_APP_ADDR: SocketAddr =
 
 /// The demo's config: [`DEMO_CONFIG`] with `SIDEWATCH__*` overrides from `env`.
 pub fn config(env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
-    config::load_from_str(DEMO_CONFIG, Format::Toml, env)
+    let text = DEMO_CONFIG.replace("{demo_dir}", &demo_dir().display().to_string());
+    config::load_from_str(&text, Format::Toml, env)
+}
+
+/// The demo's temp directory: the app's log (`app.log`) and sidewatch's
+/// checkpoints; `{demo_dir}` in [`DEMO_CONFIG`] stands for it.
+pub fn demo_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("sidewatch-demo")
 }
 
 /// Starts the demo app and its traffic, then runs sidewatch against it until shutdown.
-pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
+pub async fn run(mut config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     let listener = TcpListener::bind(DEMO_APP_ADDR)
         .await
         .map_err(|source| RunError::Bind {
@@ -35,11 +43,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
             addr: DEMO_APP_ADDR,
             source,
         })?;
-    let log_dir = std::env::temp_dir().join("sidewatch-demo");
+    let log_dir = demo_dir();
     let log = app::LogFile::open(&log_dir.join("app.log")).map_err(|e| RunError::Build {
         key: "demo app log".into(),
         message: format!("cannot open {}: {e}", log_dir.display()),
     })?;
+    deps::add_reachable(&mut config, |name| std::env::var(name).ok()).await;
     let running = crate::start(config, shutdown).await?;
     let stop = CancellationToken::new();
     let app_task = tokio::spawn(app::serve(listener, log, stop.clone()));

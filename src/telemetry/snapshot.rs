@@ -2,6 +2,7 @@
 //! interval and encoded at scrape time, so a scrape never waits on the network
 //! and series that disappear from the source disappear from `/metrics`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
@@ -54,8 +55,16 @@ impl SnapshotFamily {
         family
     }
 
-    /// Replaces every sample `owner` had with `samples`.
-    pub fn set(&self, owner: &str, samples: Vec<(Labels, f64)>) {
+    /// Replaces every sample `owner` had with `samples`. Label values are
+    /// given raw; they are escaped here for the exposition format, once.
+    pub fn set(&self, owner: &str, mut samples: Vec<(Labels, f64)>) {
+        for (labels, _) in &mut samples {
+            for (_, value) in labels.iter_mut() {
+                if let Cow::Owned(escaped) = escape_label_value(value) {
+                    *value = escaped;
+                }
+            }
+        }
         let mut all = self
             .inner
             .samples
@@ -68,14 +77,14 @@ impl SnapshotFamily {
         }
     }
 
-    /// The value of one series, if present (for tests and `/status`).
+    /// The value of one series (given raw label values), if present.
     pub fn get(&self, labels: &[(&str, &str)]) -> Option<f64> {
         let all = self.inner.samples.read().unwrap_or_else(|e| e.into_inner());
         all.values().flatten().find_map(|(l, v)| {
             let same = l.len() == labels.len()
                 && l.iter()
                     .zip(labels)
-                    .all(|((a, b), (c, d))| a == c && b == d);
+                    .all(|((a, b), (c, d))| a == c && *b == escape_label_value(d));
             same.then_some(*v)
         })
     }
@@ -114,6 +123,25 @@ impl SnapshotFamily {
     }
 }
 
+/// Escapes a label value for the text formats (`\\`, `\"`, `\n`).
+/// `prometheus-client` writes label values as given, so every value that
+/// comes from outside must pass through here.
+pub fn escape_label_value(value: &str) -> Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(value);
+    }
+    let mut escaped = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str(r"\\"),
+            '"' => escaped.push_str(r#"\""#),
+            '\n' => escaped.push_str(r"\n"),
+            c => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +166,21 @@ mod tests {
         assert!(text.contains("checks_up{target=\"b\"} 0"), "{text}");
         family.set("b", vec![]);
         assert_eq!(family.get(&[("target", "b")]), None);
+    }
+
+    #[test]
+    fn label_values_from_outside_are_escaped() {
+        let mut registry = Registry::default();
+        let family = SnapshotFamily::register(&mut registry, "checks_up", "Checks.", Kind::Gauge);
+        let raw = "say \"hi\"\\\n";
+        family.set("a", vec![(labels(&[("check", raw)]), 1.0)]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(r#"checks_up{check="say \"hi\"\\\n"} 1"#),
+            "{text}"
+        );
+        assert_eq!(family.get(&[("check", raw)]), Some(1.0));
     }
 
     #[test]

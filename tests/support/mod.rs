@@ -4,6 +4,10 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod observe;
+pub mod postgres;
+pub mod redis;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

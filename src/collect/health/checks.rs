@@ -113,12 +113,13 @@ mod tests {
         let body =
             parse(br#"{"status":"ok","checks":{"db":"ok","redis":"fail","cache":true}}"#).unwrap();
         assert_eq!(body.overall, Some(true));
+        // In body order: serde_json keeps it (`preserve_order`).
         assert_eq!(
             body.checks,
             vec![
-                ("cache".into(), true),
                 ("db".into(), true),
-                ("redis".into(), false)
+                ("redis".into(), false),
+                ("cache".into(), true)
             ]
         );
     }

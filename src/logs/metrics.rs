@@ -1,0 +1,236 @@
+//! The log pipeline's metrics, registered once; components get handles looked
+//! up at build time, so the hot path only increments atomics. Every label
+//! value comes from the configuration or a fixed list.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::event::Flags;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SourceOutcome {
+    source: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SinkOutcome {
+    sink: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StageReason {
+    stage: &'static str,
+    reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RuleLabel {
+    rule: String,
+}
+
+/// Every `sidewatch_log*`, `sidewatch_sink*`, `sidewatch_tail*` family.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    events: Family<SourceOutcome, Counter>,
+    bytes: Family<SourceLabel, Counter>,
+    lag: Family<SourceLabel, Gauge<f64, AtomicU64>>,
+    sink_events: Family<SinkOutcome, Counter>,
+    dropped: Family<StageReason, Counter>,
+    tail_files: Family<StateLabel, Gauge>,
+    checkpoint_writes: Counter,
+    uncorrelated: Counter,
+    redactions: Family<RuleLabel, Counter>,
+}
+
+/// The outcomes of `sidewatch_log_events_total`, in priority order (an event
+/// with several flags counts under the first that applies).
+pub const OUTCOMES: [(&str, Flags); 5] = [
+    ("truncated", Flags::TRUNCATED),
+    ("invalid_utf8", Flags::INVALID_UTF8),
+    ("depth_exceeded", Flags::DEPTH_EXCEEDED),
+    ("not_object", Flags::NOT_OBJECT),
+    ("parse_error", Flags::PARSE_ERROR),
+];
+
+/// The states of `sidewatch_tail_files`.
+pub const FILE_STATES: [&str; 3] = ["open", "rotated", "waiting"];
+
+impl Metrics {
+    /// Registers every family of the log pipeline.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            events: Family::default(),
+            bytes: Family::default(),
+            lag: Family::default(),
+            sink_events: Family::default(),
+            dropped: Family::default(),
+            tail_files: Family::default(),
+            checkpoint_writes: Counter::default(),
+            uncorrelated: Counter::default(),
+            redactions: Family::default(),
+        };
+        registry.register(
+            "sidewatch_log_events",
+            "Log events read, by source and outcome (ok, or the first problem found: truncated, invalid_utf8, depth_exceeded, not_object, parse_error)",
+            metrics.events.clone(),
+        );
+        registry.register(
+            "sidewatch_log_bytes",
+            "Bytes of log lines read, by source",
+            metrics.bytes.clone(),
+        );
+        registry.register(
+            "sidewatch_log_lag_seconds",
+            "Age of the oldest event read but not yet acknowledged by every sink; 0 when caught up",
+            metrics.lag.clone(),
+        );
+        registry.register(
+            "sidewatch_sink_events",
+            "Events handed to a sink, by outcome (delivered, failed)",
+            metrics.sink_events.clone(),
+        );
+        registry.register(
+            "sidewatch_events_dropped",
+            "Events dropped on purpose, by stage and reason",
+            metrics.dropped.clone(),
+        );
+        registry.register(
+            "sidewatch_tail_files",
+            "Files the tailer tracks, by state (open, rotated: renamed or deleted and read to its end, waiting: over max_open_files)",
+            metrics.tail_files.clone(),
+        );
+        registry.register(
+            "sidewatch_checkpoint_writes",
+            "Checkpoint files written",
+            metrics.checkpoint_writes.clone(),
+        );
+        registry.register(
+            "sidewatch_log_events_uncorrelated",
+            "Events in which no correlation ID was found",
+            metrics.uncorrelated.clone(),
+        );
+        registry.register(
+            "sidewatch_redactions",
+            "Values masked by the redact stage, by rule (key, or the pattern's name)",
+            metrics.redactions.clone(),
+        );
+        for state in FILE_STATES {
+            let _ = metrics
+                .tail_files
+                .get_or_create_owned(&StateLabel { state });
+        }
+        metrics
+    }
+
+    /// Handles for one source.
+    pub fn source(&self, source: &str) -> SourceMetrics {
+        let outcome = |outcome| {
+            self.events.get_or_create_owned(&SourceOutcome {
+                source: source.to_owned(),
+                outcome,
+            })
+        };
+        let label = SourceLabel {
+            source: source.to_owned(),
+        };
+        SourceMetrics {
+            ok: outcome("ok"),
+            problems: OUTCOMES.map(|(name, _)| outcome(name)),
+            bytes: self.bytes.get_or_create_owned(&label),
+            lag: self.lag.get_or_create_owned(&label),
+            tail_files: FILE_STATES
+                .map(|state| self.tail_files.get_or_create_owned(&StateLabel { state })),
+            checkpoint_writes: self.checkpoint_writes.clone(),
+        }
+    }
+
+    /// Handles for one sink.
+    pub fn sink(&self, sink: &str) -> SinkMetrics {
+        let outcome = |outcome| {
+            self.sink_events.get_or_create_owned(&SinkOutcome {
+                sink: sink.to_owned(),
+                outcome,
+            })
+        };
+        SinkMetrics {
+            delivered: outcome("delivered"),
+            failed: outcome("failed"),
+        }
+    }
+
+    /// The counter of events dropped by `stage` for `reason`.
+    pub fn dropped(&self, stage: &'static str, reason: &str) -> Counter {
+        self.dropped.get_or_create_owned(&StageReason {
+            stage,
+            reason: reason.to_owned(),
+        })
+    }
+
+    /// The counter of events without a correlation ID.
+    pub fn uncorrelated(&self) -> Counter {
+        self.uncorrelated.clone()
+    }
+
+    /// The counter of redactions by `rule`.
+    pub fn redactions(&self, rule: &str) -> Counter {
+        self.redactions.get_or_create_owned(&RuleLabel {
+            rule: rule.to_owned(),
+        })
+    }
+}
+
+/// One source's handles.
+#[derive(Debug, Clone)]
+pub struct SourceMetrics {
+    ok: Counter,
+    problems: [Counter; 5],
+    /// `sidewatch_log_bytes_total{source}`.
+    pub bytes: Counter,
+    /// `sidewatch_log_lag_seconds{source}`.
+    pub lag: Gauge<f64, AtomicU64>,
+    /// `sidewatch_tail_files{state}` in [`FILE_STATES`] order (shared by all sources).
+    pub tail_files: [Gauge; 3],
+    /// `sidewatch_checkpoint_writes_total`.
+    pub checkpoint_writes: Counter,
+}
+
+impl SourceMetrics {
+    /// Handles registered nowhere (tests, benches).
+    pub fn detached() -> Self {
+        Metrics::register(&mut Registry::default()).source("detached")
+    }
+
+    /// Counts `n` events with `flags`.
+    pub fn count_events(&self, flags: Flags, n: u64) {
+        match OUTCOMES.iter().position(|(_, flag)| flags.contains(*flag)) {
+            Some(i) => self.problems[i].inc_by(n),
+            None => self.ok.inc_by(n),
+        };
+    }
+}
+
+/// One sink's handles.
+#[derive(Debug, Clone)]
+pub struct SinkMetrics {
+    /// Events durably written.
+    pub delivered: Counter,
+    /// Events a write failed for (not acknowledged; read again after a restart).
+    pub failed: Counter,
+}

@@ -1,0 +1,119 @@
+//! *enrich*: the pod's identity from the Downward API env (`pod`,
+//! `namespace`, `node`, `container`, `app_version`) and static fields from
+//! config. The app's own fields win unless `overwrite` is set.
+
+use serde_json::Value;
+
+use crate::config::logs::EnrichConfig;
+use crate::config::PodInfo;
+use crate::logs::event::Event;
+
+/// The enrich stage: a precomputed list of fields.
+#[derive(Debug)]
+pub struct Enrich {
+    fields: Vec<(String, Value)>,
+    overwrite: bool,
+}
+
+impl Enrich {
+    /// Builds the field list once; `lookup` reads environment variables.
+    pub fn new(
+        config: &EnrichConfig,
+        pod: &PodInfo,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Self {
+        let mut fields = Vec::new();
+        if config.pod {
+            let env = |name: &str| {
+                lookup(name)
+                    .map(|v| v.trim().to_owned())
+                    .filter(|v| !v.is_empty())
+            };
+            let identity = [
+                ("pod", pod.name.clone()),
+                ("namespace", pod.namespace.clone()),
+                ("node", pod.node.clone()),
+                ("container", env(&config.container_env)),
+                ("app_version", env(&config.app_version_env)),
+            ];
+            for (name, value) in identity {
+                if let Some(value) = value {
+                    fields.push((name.to_owned(), Value::String(value)));
+                }
+            }
+        }
+        for (name, value) in &config.fields {
+            fields.retain(|(n, _)| n != name);
+            fields.push((name.clone(), Value::String(value.clone())));
+        }
+        Self {
+            fields,
+            overwrite: config.overwrite,
+        }
+    }
+
+    /// Whether there is nothing to add.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Adds the fields.
+    pub fn apply(&self, event: &mut Event) {
+        for (name, value) in &self.fields {
+            if self.overwrite || !event.fields.contains_key(name) {
+                event.fields.insert(name.clone(), value.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::logs::stage::tests::object;
+
+    fn pod() -> PodInfo {
+        PodInfo {
+            name: Some("chatbot-xyz".into()),
+            namespace: Some("chatbot-prod".into()),
+            node: None,
+            ip: None,
+        }
+    }
+
+    #[test]
+    fn adds_identity_and_static_fields_without_overwriting() {
+        let mut config = EnrichConfig::default();
+        config.fields.insert("team".into(), "chat".into());
+        let stage = Enrich::new(&config, &pod(), |name| {
+            (name == "SIDEWATCH_APP_VERSION").then(|| "1.4.2".to_owned())
+        });
+        let mut e = object(json!({"message": "m", "namespace": "app-set"}));
+        stage.apply(&mut e);
+        assert_eq!(e.fields["pod"], "chatbot-xyz");
+        assert_eq!(e.fields["namespace"], "app-set");
+        assert_eq!(e.fields["app_version"], "1.4.2");
+        assert_eq!(e.fields["team"], "chat");
+        assert!(!e.fields.contains_key("node"));
+    }
+
+    #[test]
+    fn overwrites_when_configured() {
+        let config = EnrichConfig {
+            overwrite: true,
+            ..EnrichConfig::default()
+        };
+        let stage = Enrich::new(&config, &pod(), |_| None);
+        let mut e = object(json!({"namespace": "app-set"}));
+        stage.apply(&mut e);
+        assert_eq!(e.fields["namespace"], "chatbot-prod");
+    }
+
+    #[test]
+    fn nothing_to_add_outside_kubernetes() {
+        let stage = Enrich::new(&EnrichConfig::default(), &PodInfo::default(), |_| None);
+        assert!(stage.is_empty());
+    }
+}

@@ -1,0 +1,353 @@
+//! *redact*: mask secrets before anything leaves the pod. Values of secret
+//! keys (any depth, case-insensitive) are replaced whole; every string value
+//! is checked against the precompiled patterns, each behind a cheap test
+//! (the regex engine's literal prefilter; for card numbers, a count of
+//! digits). Card numbers are masked only when they pass the Luhn check. Every mask counts in
+//! `sidewatch_redactions_total{rule}`.
+
+use prometheus_client::metrics::counter::Counter;
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use super::StageError;
+use crate::config::logs::RedactConfig;
+use crate::logs::event::Event;
+use crate::logs::metrics::Metrics;
+
+/// The built-in patterns; a group named `secret` is what gets masked.
+const BUILTIN: [(&str, &str); 4] = [
+    (
+        "bearer",
+        r"(?i)(?-u:\b)bearer[ \t]+(?P<secret>[A-Za-z0-9\-._~+/]+=*)",
+    ),
+    (
+        "url_credentials",
+        r"(?i)(?-u:\b)[a-z][a-z0-9+.\-]*://(?P<secret>[^\s:/?#@]+:[^\s/?#@]*)@",
+    ),
+    (
+        "aws_access_key",
+        r"(?-u:\b)(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}(?-u:\b)",
+    ),
+    (
+        "card_number",
+        r"(?-u:\b)(?:[0-9][ \-]?){12,18}[0-9](?-u:\b)",
+    ),
+];
+
+#[derive(Debug)]
+struct Rule {
+    regex: Regex,
+    gate: Gate,
+    luhn: bool,
+    count: Counter,
+}
+
+/// A test far cheaper than the regex that every match must pass; most
+/// strings in logs fail all of them and never reach a regex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Contains `bearer` in any case.
+    Bearer,
+    /// Contains `://` and `@`.
+    Url,
+    /// Contains an AWS key-id prefix (`AKIA`, `ASIA`, ...).
+    Aws,
+    /// Holds a run of at least 13 digits, single spaces or dashes between them.
+    Card,
+    /// No shortcut (custom patterns).
+    None,
+}
+
+impl Gate {
+    fn of(name: &str) -> Self {
+        match name {
+            "bearer" => Gate::Bearer,
+            "url_credentials" => Gate::Url,
+            "aws_access_key" => Gate::Aws,
+            "card_number" => Gate::Card,
+            _ => Gate::None,
+        }
+    }
+
+    fn passes(self, text: &str) -> bool {
+        let bytes = text.as_bytes();
+        match self {
+            Gate::Bearer => memchr::memchr2_iter(b'b', b'B', bytes).any(|i| {
+                bytes
+                    .get(i + 1..i + 6)
+                    .is_some_and(|r| r.eq_ignore_ascii_case(b"earer"))
+            }),
+            Gate::Url => {
+                memchr::memchr(b'@', bytes).is_some()
+                    && memchr::memmem::find(bytes, b"://").is_some()
+            }
+            Gate::Aws => memchr::memchr_iter(b'A', bytes).any(|i| {
+                matches!(
+                    bytes.get(i + 1..i + 4),
+                    Some(b"KIA" | b"SIA" | b"GPA" | b"IDA" | b"ROA" | b"NPA" | b"NVA" | b"IPA")
+                )
+            }),
+            Gate::Card => has_digit_run(bytes, 13),
+            Gate::None => true,
+        }
+    }
+}
+
+/// The redact stage.
+#[derive(Debug)]
+pub struct Redact {
+    keys: Vec<String>,
+    key_count: Counter,
+    rules: Vec<Rule>,
+    mask: String,
+}
+
+impl Redact {
+    /// Compiles every pattern once.
+    pub fn new(config: &RedactConfig, metrics: &Metrics) -> Result<Self, StageError> {
+        let mut patterns = Vec::new();
+        for (i, name) in config.builtin.iter().enumerate() {
+            let Some((_, regex)) = BUILTIN.iter().find(|(n, _)| n == name) else {
+                return Err(StageError {
+                    key: format!("logs.stages.redact.builtin[{i}]"),
+                    message: format!("unknown pattern {name:?}"),
+                });
+            };
+            patterns.push((
+                name.clone(),
+                regex.to_string(),
+                Gate::of(name),
+                format!("logs.stages.redact.builtin[{i}]"),
+            ));
+        }
+        for (i, p) in config.patterns.iter().enumerate() {
+            patterns.push((
+                p.name.clone(),
+                p.regex.clone(),
+                Gate::None,
+                format!("logs.stages.redact.patterns[{i}].regex"),
+            ));
+        }
+        let mut rules = Vec::new();
+        for (name, regex, gate, key) in &patterns {
+            let regex = Regex::new(regex).map_err(|e| StageError {
+                key: key.clone(),
+                message: format!("invalid regex: {e}"),
+            })?;
+            rules.push(Rule {
+                regex,
+                gate: *gate,
+                luhn: *gate == Gate::Card,
+                count: metrics.redactions(name),
+            });
+        }
+        Ok(Self {
+            keys: config.keys.iter().map(|k| k.to_ascii_lowercase()).collect(),
+            key_count: metrics.redactions("key"),
+            rules,
+            mask: config.mask.clone(),
+        })
+    }
+
+    /// Masks the event's secrets.
+    pub fn apply(&self, event: &mut Event) {
+        self.map(&mut event.fields);
+    }
+
+    fn map(&self, map: &mut Map<String, Value>) {
+        for (key, value) in map.iter_mut() {
+            if self.keys.iter().any(|k| k.eq_ignore_ascii_case(key)) {
+                if !matches!(value, Value::Null) && value.as_str() != Some(&self.mask) {
+                    *value = Value::String(self.mask.clone());
+                    self.key_count.inc();
+                }
+            } else {
+                self.value(value);
+            }
+        }
+    }
+
+    fn value(&self, value: &mut Value) {
+        match value {
+            Value::String(s) => {
+                if let Some(masked) = self.text(s) {
+                    *s = masked;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.value(v)),
+            Value::Object(map) => self.map(map),
+            _ => {}
+        }
+    }
+
+    /// `text` with every pattern's secrets masked; `None` when nothing matched.
+    pub fn text(&self, text: &str) -> Option<String> {
+        let mut current: Option<String> = None;
+        for rule in &self.rules {
+            let haystack = current.as_deref().unwrap_or(text);
+            if !rule.gate.passes(haystack) || !rule.regex.is_match(haystack) {
+                continue;
+            }
+            let mut out = String::with_capacity(haystack.len());
+            let mut last = 0;
+            let mut replaced = false;
+            for caps in rule.regex.captures_iter(haystack) {
+                let Some(whole) = caps.get(0) else { continue };
+                let target = caps.name("secret").unwrap_or(whole);
+                if rule.luhn && !luhn(target.as_str()) {
+                    continue;
+                }
+                out.push_str(&haystack[last..target.start()]);
+                out.push_str(&self.mask);
+                last = target.end();
+                replaced = true;
+                rule.count.inc();
+            }
+            if replaced {
+                out.push_str(&haystack[last..]);
+                current = Some(out);
+            }
+        }
+        current
+    }
+}
+
+/// Whether `bytes` holds `n` digits in a row, allowing one space or dash
+/// between two digits (what the card-number pattern can match).
+fn has_digit_run(bytes: &[u8], n: usize) -> bool {
+    let mut run = 0;
+    let mut after_separator = false;
+    for &b in bytes {
+        if b.is_ascii_digit() {
+            run += 1;
+            after_separator = false;
+            if run >= n {
+                return true;
+            }
+        } else if (b == b' ' || b == b'-') && run > 0 && !after_separator {
+            after_separator = true;
+        } else {
+            run = 0;
+            after_separator = false;
+        }
+    }
+    false
+}
+
+/// Whether the digits in `text` pass the Luhn check (13 to 19 digits).
+pub fn luhn(text: &str) -> bool {
+    let digits: Vec<u32> = text.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                let d = d * 2;
+                if d > 9 {
+                    d - 9
+                } else {
+                    d
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::registry::Registry;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::logs::RedactPattern;
+    use crate::logs::stage::tests::object;
+
+    fn stage(config: &RedactConfig) -> Redact {
+        Redact::new(config, &Metrics::register(&mut Registry::default())).unwrap()
+    }
+
+    #[test]
+    fn secret_keys_are_masked_at_any_depth() {
+        let redact = stage(&RedactConfig::default());
+        let mut e = object(json!({
+            "user": "bob",
+            "Password": "hunter2",
+            "http": {"headers": {"Authorization": "Basic xyz", "Set-Cookie": ["a=b"]}},
+            "items": [{"api_key": 123}],
+            "token": null,
+        }));
+        redact.apply(&mut e);
+        assert_eq!(e.fields["user"], "bob");
+        assert_eq!(e.fields["Password"], "[REDACTED]");
+        assert_eq!(e.fields["http"]["headers"]["Authorization"], "[REDACTED]");
+        assert_eq!(e.fields["http"]["headers"]["Set-Cookie"], "[REDACTED]");
+        assert_eq!(e.fields["items"][0]["api_key"], "[REDACTED]");
+        assert_eq!(e.fields["token"], Value::Null);
+        assert_eq!(redact.key_count.get(), 4);
+    }
+
+    #[test]
+    fn patterns_mask_only_the_secret() {
+        let redact = stage(&RedactConfig::default());
+        assert_eq!(
+            redact
+                .text("call with Authorization: Bearer eyJhbGci.OiJI.UzI1 done")
+                .unwrap(),
+            "call with Authorization: Bearer [REDACTED] done"
+        );
+        assert_eq!(
+            redact
+                .text("connect postgres://app:s3cret@db:5432/x")
+                .unwrap(),
+            "connect postgres://[REDACTED]@db:5432/x"
+        );
+        assert_eq!(
+            redact.text("key AKIAIOSFODNN7EXAMPLE used").unwrap(),
+            "key [REDACTED] used"
+        );
+        assert_eq!(redact.text("plain message, GET /api -> 200"), None);
+        assert_eq!(redact.text("https://example.com/path@v2"), None);
+    }
+
+    #[test]
+    fn card_numbers_must_pass_luhn() {
+        let redact = stage(&RedactConfig::default());
+        assert_eq!(
+            redact.text("paid with 4111 1111 1111 1111 today").unwrap(),
+            "paid with [REDACTED] today"
+        );
+        assert_eq!(
+            redact.text("card 4111-1111-1111-1111").unwrap(),
+            "card [REDACTED]"
+        );
+        assert_eq!(redact.text("order 4111111111111112"), None);
+        assert_eq!(redact.text("ts 1733567400"), None);
+        assert!(luhn("378282246310005") && !luhn("378282246310006"));
+        assert!(has_digit_run(b"x 4111-1111 1111-1111", 13));
+        assert!(!has_digit_run(b"2025-12-07T10:30:00.123Z", 13));
+        assert!(!has_digit_run(b"1234--5678901234", 13));
+    }
+
+    #[test]
+    fn custom_patterns_count_under_their_name() {
+        let config = RedactConfig {
+            patterns: vec![RedactPattern {
+                name: "ssn".into(),
+                regex: r"\b\d{3}-\d{2}-\d{4}\b".into(),
+            }],
+            ..RedactConfig::default()
+        };
+        let redact = stage(&config);
+        let mut e = object(json!({"message": "ssn 123-45-6789 and 987-65-4321"}));
+        redact.apply(&mut e);
+        assert_eq!(e.fields["message"], "ssn [REDACTED] and [REDACTED]");
+        assert_eq!(redact.rules.last().unwrap().count.get(), 2);
+    }
+}
