@@ -3,8 +3,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::io::Read;
 use std::time::Duration;
 
 use support::{client, metric, require_program, spawn_target, Behaviour, Sidewatch};
@@ -63,26 +62,7 @@ async fn default_output_is_clean_for_promtool() {
     }
     assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
 
-    let mut check = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = check.wait_with_output().unwrap();
-    let complaints = String::from_utf8_lossy(&output.stdout).to_string()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && complaints.trim().is_empty(),
-        "promtool: {complaints}\n{text}"
-    );
+    support::assert_promtool_clean(&promtool, &text);
     sidewatch.stop().await;
 }
 

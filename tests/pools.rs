@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::{metric, require_program, spawn_target, Behaviour, Sidewatch};
@@ -351,26 +349,7 @@ async fn prometheus_families_are_re_exposed_and_promtool_clean() {
         "{status}"
     );
 
-    let mut check = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = check.wait_with_output().unwrap();
-    let complaints = String::from_utf8_lossy(&output.stdout).to_string()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && complaints.trim().is_empty(),
-        "promtool: {complaints}\n{text}"
-    );
+    support::assert_promtool_clean(&promtool, &text);
 
     // OpenMetrics too: the counter's family is named without `_total`.
     let openmetrics = support::client()

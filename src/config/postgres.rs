@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize, Serializer};
 use url::Url;
 
-use super::load::ConfigError;
+use super::validate::Errors;
 use super::{mask_url, Secret};
 use crate::collect::postgres::dsn;
 
@@ -71,45 +71,22 @@ impl Default for PostgresServer {
 }
 
 impl PostgresConfig {
-    /// Every problem with the `[postgres]` section.
-    pub(crate) fn validate(&self) -> Vec<ConfigError> {
-        let mut errors = Vec::new();
-        let mut push = |key: String, message: String| errors.push(ConfigError { key, message });
+    /// Adds every problem with the `[postgres]` section to `errors`.
+    pub(crate) fn validate(&self, errors: &mut Errors) {
         let mut names = HashSet::new();
         for (i, server) in self.servers.iter().enumerate() {
             let key = format!("postgres.servers[{i}]");
-            if server.name.is_empty() {
-                push(format!("{key}.name"), "must be set".into());
-            } else if !names.insert(server.name.as_str()) {
-                push(
-                    format!("{key}.name"),
-                    format!("duplicate server name {:?}", server.name),
-                );
-            }
+            errors.name(&format!("{key}.name"), &server.name, &mut names);
             if let Err(e) = dsn::parse(server.dsn.expose()) {
-                push(format!("{key}.dsn"), e.to_string());
+                errors.push(format!("{key}.dsn"), e.to_string());
             }
-            for (field, value) in [("interval", server.interval), ("timeout", server.timeout)] {
-                if value.is_zero() {
-                    push(format!("{key}.{field}"), "must be greater than zero".into());
-                }
+            errors.positive(&format!("{key}.interval"), server.interval);
+            errors.positive(&format!("{key}.timeout"), server.timeout);
+            if let Some(max) = server.reconnect_backoff_max {
+                errors.positive(&format!("{key}.reconnect_backoff_max"), max);
             }
-            if server.reconnect_backoff_max.is_some_and(|d| d.is_zero()) {
-                push(
-                    format!("{key}.reconnect_backoff_max"),
-                    "must be greater than zero".into(),
-                );
-            }
-            if let Some(path) = &server.ca_file {
-                if let Err(e) = std::fs::read(path) {
-                    push(
-                        format!("{key}.ca_file"),
-                        format!("cannot read {}: {e}", path.display()),
-                    );
-                }
-            }
+            errors.readable(&format!("{key}.ca_file"), server.ca_file.as_deref());
         }
-        errors
     }
 }
 
@@ -146,7 +123,9 @@ mod tests {
                 server("ok", "postgres://u:hunter2@h/db?sslmode=verify-full"),
             ],
         };
-        let errors = config.validate();
+        let mut errors = Errors::default();
+        config.validate(&mut errors);
+        let errors = errors.0;
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,

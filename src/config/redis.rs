@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize, Serializer};
 use url::Url;
 
-use super::load::ConfigError;
+use super::validate::Errors;
 use super::{mask_url, Secret};
 
 /// Redis collection.
@@ -141,47 +141,24 @@ impl RedisServer {
 }
 
 impl RedisConfig {
-    /// Every problem with the `[redis]` section.
-    pub(crate) fn validate(&self) -> Vec<ConfigError> {
-        let mut errors = Vec::new();
-        let mut push = |key: String, message: String| errors.push(ConfigError { key, message });
+    /// Adds every problem with the `[redis]` section to `errors`.
+    pub(crate) fn validate(&self, errors: &mut Errors) {
         let mut names = HashSet::new();
         for (i, server) in self.servers.iter().enumerate() {
             let key = format!("redis.servers[{i}]");
-            if server.name.is_empty() {
-                push(format!("{key}.name"), "must be set".into());
-            } else if !names.insert(server.name.as_str()) {
-                push(
-                    format!("{key}.name"),
-                    format!("duplicate server name {:?}", server.name),
-                );
-            }
+            errors.name(&format!("{key}.name"), &server.name, &mut names);
             if server.url.expose().is_empty() {
-                push(format!("{key}.url"), "must be set".into());
+                errors.push(format!("{key}.url"), "must be set");
             } else if let Err(e) = server.endpoint() {
-                push(format!("{key}.url"), e);
+                errors.push(format!("{key}.url"), e);
             }
-            for (field, value) in [("interval", server.interval), ("timeout", server.timeout)] {
-                if value.is_zero() {
-                    push(format!("{key}.{field}"), "must be greater than zero".into());
-                }
+            errors.positive(&format!("{key}.interval"), server.interval);
+            errors.positive(&format!("{key}.timeout"), server.timeout);
+            if let Some(max) = server.reconnect_backoff_max {
+                errors.positive(&format!("{key}.reconnect_backoff_max"), max);
             }
-            if server.reconnect_backoff_max.is_some_and(|d| d.is_zero()) {
-                push(
-                    format!("{key}.reconnect_backoff_max"),
-                    "must be greater than zero".into(),
-                );
-            }
-            if let Some(path) = &server.ca_file {
-                if let Err(e) = std::fs::read(path) {
-                    push(
-                        format!("{key}.ca_file"),
-                        format!("cannot read {}: {e}", path.display()),
-                    );
-                }
-            }
+            errors.readable(&format!("{key}.ca_file"), server.ca_file.as_deref());
         }
-        errors
     }
 }
 
@@ -242,7 +219,9 @@ mod tests {
         let config = RedisConfig {
             servers: vec![server("ftp://h"), server(""), RedisServer::default()],
         };
-        let keys: Vec<String> = config.validate().into_iter().map(|e| e.key).collect();
+        let mut errors = Errors::default();
+        config.validate(&mut errors);
+        let keys: Vec<String> = errors.0.into_iter().map(|e| e.key).collect();
         assert_eq!(
             keys,
             [

@@ -2,6 +2,7 @@
 //! not just the first.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::time::Duration;
 
 use super::load::ConfigError;
@@ -21,30 +22,17 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigError> {
     let mut names = HashSet::new();
     for (i, target) in config.health.targets.iter().enumerate() {
         let key = format!("health.targets[{i}]");
-        if !names.insert(target.name.as_str()) {
-            errors.push(
-                format!("{key}.name"),
-                format!("duplicate target name {:?}", target.name),
-            );
-        }
+        errors.name(&format!("{key}.name"), &target.name, &mut names);
         validate_target(&key, target, &mut errors);
     }
-    errors.0.extend(config.postgres.validate());
-    errors.0.extend(config.redis.validate());
+    config.postgres.validate(&mut errors);
+    config.redis.validate(&mut errors);
     errors.0.extend(config.pools.validate());
     errors.0.extend(config.logs.validate());
     errors.0
 }
 
 fn validate_target(key: &str, target: &HealthTarget, errors: &mut Errors) {
-    if target.name.is_empty() {
-        errors.push(format!("{key}.name"), "must be set");
-    } else if !is_label_safe(&target.name) {
-        errors.push(
-            format!("{key}.name"),
-            "use letters, digits and - _ . : / only (it becomes a label value)",
-        );
-    }
     match (&target.url, &target.tcp) {
         (Some(_), Some(_)) => errors.push(key, "set either `url` or `tcp`, not both"),
         (None, None) => errors.push(key, "set `url` (HTTP probe) or `tcp` (connect probe)"),
@@ -81,18 +69,11 @@ fn validate_target(key: &str, target: &HealthTarget, errors: &mut Errors) {
             errors.push(format!("{key}.body_regex"), format!("invalid regex: {e}"));
         }
     }
-    if let Some(path) = &target.ca_file {
-        if let Err(e) = std::fs::read(path) {
-            errors.push(
-                format!("{key}.ca_file"),
-                format!("cannot read {}: {e}", path.display()),
-            );
-        }
-    }
+    errors.readable(&format!("{key}.ca_file"), target.ca_file.as_deref());
 }
 
 /// Whether a configured name can be a label value as it is.
-pub(crate) fn is_label_safe(name: &str) -> bool {
+fn is_label_safe(name: &str) -> bool {
     name.len() <= 128
         && name
             .chars()
@@ -106,20 +87,47 @@ fn is_host_port(value: &str) -> bool {
     }
 }
 
+/// Problems found so far, each tied to its key; sections add to it.
 #[derive(Default)]
-struct Errors(Vec<ConfigError>);
+pub(crate) struct Errors(pub(crate) Vec<ConfigError>);
 
 impl Errors {
-    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    /// Records a problem with `key`.
+    pub(crate) fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigError {
             key: key.into(),
             message: message.into(),
         });
     }
 
-    fn positive(&mut self, key: &str, value: Duration) {
+    /// `value` must be greater than zero.
+    pub(crate) fn positive(&mut self, key: &str, value: Duration) {
         if value.is_zero() {
             self.push(key, "must be greater than zero");
+        }
+    }
+
+    /// A component's `name`: set, usable as a label value as it is, and
+    /// unique among the names `seen` so far in its list.
+    pub(crate) fn name<'a>(&mut self, key: &str, name: &'a str, seen: &mut HashSet<&'a str>) {
+        if name.is_empty() {
+            self.push(key, "must be set");
+        } else if !is_label_safe(name) {
+            self.push(
+                key,
+                "use letters, digits and - _ . : / only (it becomes a label value)",
+            );
+        } else if !seen.insert(name) {
+            self.push(key, format!("duplicate name {name:?}"));
+        }
+    }
+
+    /// An optional file that must be readable.
+    pub(crate) fn readable(&mut self, key: &str, path: Option<&Path>) {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::read(path) {
+                self.push(key, format!("cannot read {}: {e}", path.display()));
+            }
         }
     }
 }

@@ -246,3 +246,30 @@ pub fn require_program(program: &str, install: &str) -> std::path::PathBuf {
             panic!("`{program}` is needed by this test and is not installed: run `{install}`")
         })
 }
+
+/// Fails the test unless `promtool check metrics` accepts `text` without a
+/// single complaint.
+pub fn assert_promtool_clean(promtool: &std::path::Path, text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    check
+        .stdin
+        .take()
+        .expect("promtool stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let output = check.wait_with_output().expect("promtool finishes");
+    let complaints = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && complaints.trim().is_empty(),
+        "promtool: {complaints}\n{text}"
+    );
+}
