@@ -12,6 +12,7 @@ pub mod pool;
 pub mod postgres;
 pub mod redis;
 pub mod scheduler;
+mod tls;
 
 use std::future::Future;
 use std::time::Duration;
