@@ -8,7 +8,6 @@
 //! exponential backoff and jitter in between; a run never waits longer than
 //! the server's `timeout`.
 
-mod backoff;
 mod connect;
 pub mod dsn;
 pub mod metrics;
@@ -24,10 +23,10 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::gauge::Gauge;
 use serde_json::json;
 
-use self::backoff::Backoff;
 use self::connect::{Failure, Session, Target};
 use self::metrics::ServerLabels;
 use super::{CollectError, Collected, Collector};
+use crate::collect::backoff::Backoff;
 use crate::config::PostgresServer;
 
 /// Collects from one server.

@@ -40,7 +40,6 @@ pub use metrics::RedisMetrics;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use serde_json::json;
 use tokio_rustls::TlsConnector;
 
@@ -49,6 +48,7 @@ use self::info::Info;
 use self::metrics::Reading;
 use self::resp::Value;
 use super::{CollectError, Collected, Collector};
+use crate::collect::backoff::Backoff;
 use crate::config::{RedisEndpoint, RedisServer};
 
 /// The first reconnect delay; it doubles per failure up to the configured maximum.
@@ -82,15 +82,15 @@ pub struct RedisCollector {
     tls: Option<TlsConnector>,
     interval: Duration,
     timeout: Duration,
-    backoff_max: Duration,
     configured_maxclients: Option<u64>,
     pod_ip: Option<IpAddr>,
     pod_clients: bool,
     metrics: RedisMetrics,
     connection: Option<Connection>,
     connects: u64,
-    failures: u32,
-    next_connect: Option<(Instant, String)>,
+    backoff: Backoff,
+    /// The last connect failure, reported while the backoff holds.
+    last_connect_error: String,
 }
 
 impl std::fmt::Debug for RedisCollector {
@@ -125,46 +125,43 @@ impl RedisCollector {
             tls,
             interval: server.interval,
             timeout: server.timeout,
-            backoff_max: server.reconnect_backoff_max.unwrap_or(server.interval / 2),
             configured_maxclients: server.maxclients,
             pod_ip,
             pod_clients: server.pod_clients,
             metrics: metrics.clone(),
             connection: None,
             connects: 0,
-            failures: 0,
-            next_connect: None,
+            backoff: Backoff::new(
+                BACKOFF_BASE,
+                server.reconnect_backoff_max.unwrap_or(server.interval / 2),
+            ),
+            last_connect_error: String::new(),
         })
     }
 
     /// The open connection, opening one (subject to back-off) if there is none.
     async fn connection(&mut self) -> Result<&mut Connection, RedisError> {
-        if let Some((at, last)) = &self.next_connect {
-            let now = Instant::now();
-            if now < *at {
-                return Err(RedisError::Backoff {
-                    wait: *at - now,
-                    last: last.clone(),
-                });
-            }
+        if let Some(wait) = self.backoff.remaining(Instant::now()) {
+            return Err(RedisError::Backoff {
+                wait,
+                last: self.last_connect_error.clone(),
+            });
         }
         match self.connection {
             Some(ref mut connection) => Ok(connection),
             None => {
+                let started = Instant::now();
                 match Connection::open(&self.endpoint, self.tls.as_ref(), self.timeout.mul_f64(0.8))
                     .await
                 {
                     Ok(connection) => {
                         self.connects += 1;
-                        self.failures = 0;
-                        self.next_connect = None;
+                        self.backoff.reset();
                         Ok(self.connection.insert(connection))
                     }
                     Err(error) => {
-                        self.failures = self.failures.saturating_add(1);
-                        let delay = backoff_delay(self.failures, self.backoff_max);
-                        self.next_connect =
-                            Some((Instant::now() + delay, self.scrub(&error.to_string())));
+                        self.backoff.failed(started);
+                        self.last_connect_error = self.scrub(&error.to_string());
                         Err(error)
                     }
                 }
@@ -267,15 +264,6 @@ impl RedisCollector {
     }
 }
 
-/// The wait after the `failures`-th failed connect in a row: 1 s doubling per
-/// failure up to `max`, scaled by a random factor in 0.5..=1 so sidecars that
-/// lost the same server do not reconnect in step.
-fn backoff_delay(failures: u32, max: Duration) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16);
-    let delay = BACKOFF_BASE.saturating_mul(1 << exponent).min(max);
-    delay.mul_f64(rand::rng().random_range(0.5..=1.0))
-}
-
 /// `maxclients` from `CONFIG GET`, else `INFO` (Redis ≥ 7), else the config;
 /// with where it came from and why `CONFIG GET` did not answer.
 fn pick_maxclients(
@@ -354,23 +342,6 @@ mod tests {
 
     fn bulk(text: &str) -> Value {
         Value::Bulk(Some(text.as_bytes().to_vec()))
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_up_to_the_maximum() {
-        let max = Duration::from_secs(10);
-        for (failures, full) in [
-            (1, 1.0),
-            (2, 2.0),
-            (3, 4.0),
-            (4, 8.0),
-            (5, 10.0),
-            (40, 10.0),
-        ] {
-            let delay = backoff_delay(failures, max).as_secs_f64();
-            assert!(delay >= full / 2.0 && delay <= full, "{failures}: {delay}");
-        }
-        assert!(backoff_delay(1, Duration::from_millis(100)) <= Duration::from_millis(100));
     }
 
     #[test]

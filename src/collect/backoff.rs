@@ -1,4 +1,5 @@
-//! Exponential backoff with jitter between failed connection attempts.
+//! Exponential backoff with jitter between failed connection attempts,
+//! shared by the collectors that hold a connection (PostgreSQL, Redis).
 
 use std::time::{Duration, Instant};
 
