@@ -194,7 +194,15 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     }
     collectors_latch.release();
     if let Some(pipeline) = pipeline {
-        pipeline.spawn(&tasks, stop.clone());
+        // `app | sidewatch run`: when the input ends, so does sidewatch.
+        let ended = pipeline.spawn(&tasks, stop.clone());
+        let (shutdown, stop) = (shutdown.clone(), stop.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                () = ended.cancelled() => shutdown.trigger(),
+                () = stop.cancelled() => {}
+            }
+        });
     }
     if let Some(latch) = pipeline_latch {
         latch.release();

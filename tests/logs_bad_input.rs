@@ -246,15 +246,20 @@ fn stdin_is_forwarded_to_stdout() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
+    // The last line has no newline: it is still forwarded.
     stdin
-        .write_all(b"{\"level\":\"info\",\"request_id\":\"r-1\",\"token\":\"t\"}\nplain\n")
+        .write_all(b"{\"level\":\"info\",\"request_id\":\"r-1\",\"token\":\"t\"}\nplain")
         .unwrap();
     drop(stdin);
-    std::thread::sleep(Duration::from_millis(1000));
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    // End of input stops sidewatch by itself, as `app | sidewatch run` expects.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sidewatch kept running after stdin closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);

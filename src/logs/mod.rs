@@ -158,8 +158,11 @@ impl Pipeline {
     }
 
     /// Starts every task on `tasks`. When `stop` is cancelled the pipeline
-    /// drains (see the module doc) within [`DRAIN_TIMEOUT`].
-    pub fn spawn(self, tasks: &TaskTracker, stop: CancellationToken) {
+    /// drains (see the module doc) within [`DRAIN_TIMEOUT`]. The returned
+    /// token is cancelled if the pipeline ends on its own: every source's
+    /// input ended (stdin closed) and every sink has written what it got.
+    pub fn spawn(self, tasks: &TaskTracker, stop: CancellationToken) -> CancellationToken {
+        let ended = CancellationToken::new();
         let pipeline = TaskTracker::new();
         let abort = CancellationToken::new();
         let mut outputs = Vec::new();
@@ -179,8 +182,16 @@ impl Pipeline {
         }
         drop(input_tx);
         pipeline.close();
+        let ended_on_its_own = ended.clone();
         tasks.spawn(async move {
-            stop.cancelled().await;
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = pipeline.wait() => {
+                    tracing::info!("every log source has ended and its events are written");
+                    ended_on_its_own.cancel();
+                    return;
+                }
+            }
             if tokio::time::timeout(DRAIN_TIMEOUT, pipeline.wait()).await.is_err() {
                 tracing::warn!(
                     still_running = pipeline.len(),
@@ -191,6 +202,7 @@ impl Pipeline {
             }
             tracing::info!("log pipeline drained");
         });
+        ended
     }
 }
 

@@ -1,5 +1,7 @@
 //! The stdin source: `app | sidewatch run`. Lines are not acknowledged (a
-//! pipe cannot be re-read); the source ends at end of input.
+//! pipe cannot be re-read); the source ends at end of input (and when every
+//! source has ended, sidewatch stops), or at shutdown after passing on a
+//! last line that lacks its newline.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -46,7 +48,11 @@ impl<R: AsyncRead + Unpin + Send + 'static> Source for StdinSource<R> {
         loop {
             let read = tokio::select! {
                 read = self.reader.read(&mut buffer) => read,
-                () = ctx.stop.cancelled() => break,
+                () = ctx.stop.cancelled() => {
+                    // A last line without its newline is still a line.
+                    let _ = send(&self.info, &ctx, splitter.finish().into_iter().collect()).await;
+                    break;
+                }
             };
             let mut lines = Vec::new();
             match read {
