@@ -106,7 +106,8 @@ async fn handle(
         .unwrap_or_else(|| format!("req-{:08x}", rand::rng().random::<u32>()));
     let (status, body, route) = respond(&path, started).await;
     let latency_ms = begin.elapsed().as_millis() as u64;
-    if route != "/health" {
+    // Probes and pool polls are not app traffic: they are not logged.
+    if route != "/health" && route != "/debug/pools" {
         let level = match status.as_u16() {
             500.. => "error",
             400.. => "warn",
