@@ -15,6 +15,7 @@ use crate::collect::pool::{PoolCollector, PoolMetrics};
 use crate::collect::postgres::{PostgresCollector, PostgresMetrics};
 use crate::collect::redis::{RedisCollector, RedisMetrics};
 use crate::collect::scheduler::{self, CollectorMetrics};
+use crate::collect::Collector;
 use crate::config::{Config, PodInfo};
 use crate::shutdown::{self, Shutdown};
 use crate::telemetry::{self, process::ProcessCollector};
@@ -84,56 +85,27 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     let admin_addr = admin_listener.local_addr().unwrap_or(config.admin.listen);
 
     let collector_metrics = CollectorMetrics::register(&mut registry);
+    let pod = PodInfo::from_env(&config.pod);
     let health_metrics = HealthMetrics::register(&mut registry);
-    let mut health = Vec::new();
-    for (i, target) in config.health.targets.iter().enumerate() {
-        let collector =
-            HealthCollector::build(target, &health_metrics).map_err(|message| RunError::Build {
-                key: format!("health.targets[{i}]"),
-                message,
-            })?;
-        health.push(collector);
-    }
-    let pod_ip = PodInfo::from_env(&config.pod).ip;
+    let health = build_each("health.targets", &config.health.targets, |target| {
+        HealthCollector::build(target, &health_metrics)
+    })?;
     let postgres_metrics = PostgresMetrics::register(&mut registry);
-    let mut postgres = Vec::new();
-    for (i, server) in config.postgres.servers.iter().enumerate() {
-        let collector =
-            PostgresCollector::build(server, pod_ip, &postgres_metrics).map_err(|message| {
-                RunError::Build {
-                    key: format!("postgres.servers[{i}]"),
-                    message,
-                }
-            })?;
-        postgres.push(collector);
-    }
+    let postgres = build_each("postgres.servers", &config.postgres.servers, |server| {
+        PostgresCollector::build(server, pod.ip, &postgres_metrics)
+    })?;
     let redis_metrics = RedisMetrics::register(&mut registry);
-    let mut redis = Vec::new();
-    for (i, server) in config.redis.servers.iter().enumerate() {
-        let collector =
-            RedisCollector::build(server, pod_ip, &redis_metrics).map_err(|message| {
-                RunError::Build {
-                    key: format!("redis.servers[{i}]"),
-                    message,
-                }
-            })?;
-        redis.push(collector);
-    }
+    let redis = build_each("redis.servers", &config.redis.servers, |server| {
+        RedisCollector::build(server, pod.ip, &redis_metrics)
+    })?;
     let pool_metrics = PoolMetrics::register(&mut registry);
-    let mut pools = Vec::new();
-    for (i, source) in config.pools.sources.iter().enumerate() {
-        let collector =
-            PoolCollector::build(source, &pool_metrics).map_err(|message| RunError::Build {
-                key: format!("pools.sources[{i}]"),
-                message,
-            })?;
-        pools.push(collector);
-    }
+    let pools = build_each("pools.sources", &config.pools.sources, |source| {
+        PoolCollector::build(source, &pool_metrics)
+    })?;
     let process = config
         .process
         .enabled
         .then(|| ProcessCollector::build(&config.process, &mut registry));
-    let pod = crate::config::PodInfo::from_env(&config.pod);
     let pipeline =
         crate::logs::Pipeline::build(&config.logs, &pod, &mut registry).map_err(|e| {
             RunError::Build {
@@ -152,46 +124,17 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     ));
     tasks.spawn(admin::serve(admin_listener, state, stop.clone()));
     admin_latch.release();
-    for collector in health {
-        tasks.spawn(scheduler::run(
-            collector,
-            collector_metrics.clone(),
-            status.clone(),
-            stop.clone(),
-        ));
-    }
-    for collector in postgres {
-        tasks.spawn(scheduler::run(
-            collector,
-            collector_metrics.clone(),
-            status.clone(),
-            stop.clone(),
-        ));
-    }
-    for collector in redis {
-        tasks.spawn(scheduler::run(
-            collector,
-            collector_metrics.clone(),
-            status.clone(),
-            stop.clone(),
-        ));
-    }
-    for collector in pools {
-        tasks.spawn(scheduler::run(
-            collector,
-            collector_metrics.clone(),
-            status.clone(),
-            stop.clone(),
-        ));
-    }
-    if let Some(process) = process {
-        tasks.spawn(scheduler::run(
-            process,
-            collector_metrics.clone(),
-            status.clone(),
-            stop.clone(),
-        ));
-    }
+    let collectors = Collectors {
+        tasks: &tasks,
+        metrics: &collector_metrics,
+        status: &status,
+        stop: &stop,
+    };
+    collectors.spawn(health);
+    collectors.spawn(postgres);
+    collectors.spawn(redis);
+    collectors.spawn(pools);
+    collectors.spawn(process);
     collectors_latch.release();
     if let Some(pipeline) = pipeline {
         // `app | sidewatch run`: when the input ends, so does sidewatch.
@@ -221,6 +164,46 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         stop,
         tasks,
     })
+}
+
+/// Builds one collector per configured item; an error names `key[i]`.
+fn build_each<T, C>(
+    key: &str,
+    items: &[T],
+    build: impl Fn(&T) -> Result<C, String>,
+) -> Result<Vec<C>, RunError> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            build(item).map_err(|message| RunError::Build {
+                key: format!("{key}[{i}]"),
+                message,
+            })
+        })
+        .collect()
+}
+
+/// What every collector task is spawned with.
+struct Collectors<'a> {
+    tasks: &'a TaskTracker,
+    metrics: &'a CollectorMetrics,
+    status: &'a StatusBoard,
+    stop: &'a CancellationToken,
+}
+
+impl Collectors<'_> {
+    /// Spawns a scheduler task for each collector.
+    fn spawn<C: Collector>(&self, collectors: impl IntoIterator<Item = C>) {
+        for collector in collectors {
+            self.tasks.spawn(scheduler::run(
+                collector,
+                self.metrics.clone(),
+                self.status.clone(),
+                self.stop.clone(),
+            ));
+        }
+    }
 }
 
 impl Running {
