@@ -11,6 +11,13 @@ use clap::{Parser, Subcommand};
 use sidewatch::config::{self, Config, SelfLogFormat};
 use sidewatch::{shutdown, Shutdown};
 
+/// With the `mimalloc` feature: the log hot path allocates and frees many
+/// small objects per event (JSON keys, values, maps), which mimalloc serves
+/// markedly cheaper than the system allocator, at about 1 MiB more idle RSS.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for invalid configuration or unusable resources.
 const CONFIG_ERROR: u8 = 2;
 
