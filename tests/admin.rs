@@ -129,8 +129,7 @@ async fn methods_probes_and_status() {
     assert_eq!(sidewatch.get("/readyz").await.status(), 200);
     assert_eq!(sidewatch.get("/nope").await.status(), 404);
 
-    let status: serde_json::Value =
-        serde_json::from_str(&sidewatch.get("/status").await.text().await.unwrap()).unwrap();
+    let status: serde_json::Value = sidewatch.status().await;
     assert_eq!(status["ready"], true);
     let app = &status["collectors"]["health/app"];
     assert_eq!(app["up"], true, "{status}");

@@ -174,8 +174,7 @@ async fn every_kind_of_target_gets_the_right_up_and_reason() {
     );
 
     // /status names the last error for each target.
-    let status: serde_json::Value =
-        serde_json::from_str(&sidewatch.get("/status").await.text().await.unwrap()).unwrap();
+    let status: serde_json::Value = sidewatch.status().await;
     let hanging_status = &status["collectors"]["health/hanging"];
     assert_eq!(
         hanging_status["last_error_reason"], "timeout",

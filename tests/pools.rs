@@ -22,22 +22,6 @@ async fn json_source(name: &str, body: &str, extra: &str) -> String {
     source(name, &format!("http://{addr}/debug/pools"), extra)
 }
 
-async fn status(sidewatch: &Sidewatch) -> serde_json::Value {
-    serde_json::from_str(&sidewatch.get("/status").await.text().await.unwrap()).unwrap()
-}
-
-async fn wait_error(sidewatch: &Sidewatch, name: &str, reason: &str) {
-    let collector = format!("pool/{name}");
-    sidewatch
-        .wait_for_metric(
-            "sidewatch_collector_errors_total",
-            &[("collector", &collector), ("reason", reason)],
-            WAIT,
-            |v| v >= 1.0,
-        )
-        .await;
-}
-
 /// `(source, pool) -> (idle, used, max, pending)` as exported.
 fn pool(text: &str, source: &str, pool: &str) -> [Option<f64>; 4] {
     let labels = |state: Option<&'static str>| {
@@ -149,7 +133,7 @@ async fn every_preset_reads_its_shape() {
             |v| v == 0.0,
         )
         .await;
-    let status = status(&sidewatch).await;
+    let status = sidewatch.status().await;
     assert_eq!(
         status["collectors"]["pool/go"]["details"]["pools"],
         serde_json::json!(["primary", "replica"]),
@@ -233,7 +217,9 @@ async fn mismatches_and_http_failures_get_their_reason() {
         ("hanging", "timeout"),
         ("refused", "connect"),
     ] {
-        wait_error(&sidewatch, name, reason).await;
+        sidewatch
+            .wait_for_error(&format!("pool/{name}"), reason, WAIT)
+            .await;
     }
     sidewatch
         .wait_for_metric(
@@ -243,7 +229,7 @@ async fn mismatches_and_http_failures_get_their_reason() {
             |v| v >= 8.0,
         )
         .await;
-    let status = status(&sidewatch).await;
+    let status = sidewatch.status().await;
     let missing = &status["collectors"]["pool/missing-field"];
     assert_eq!(
         missing["details"]["pointer"], "/pools/0/idleConnections",
@@ -343,7 +329,7 @@ async fn prometheus_families_are_re_exposed_and_promtool_clean() {
             "{text}"
         );
     }
-    let status = status(&sidewatch).await;
+    let status = sidewatch.status().await;
     assert_eq!(
         status["collectors"]["pool/app"]["details"]["series_dropped"], 1,
         "{status}"

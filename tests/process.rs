@@ -63,8 +63,7 @@ async fn own_app_and_container_metrics() {
     assert_eq!(value("sidewatch_container_cpu_limit_cores"), 0.5);
     assert_eq!(value("sidewatch_container_memory_usage_bytes"), 1048576.0);
 
-    let status: serde_json::Value =
-        serde_json::from_str(&sidewatch.get("/status").await.text().await.unwrap()).unwrap();
+    let status: serde_json::Value = sidewatch.status().await;
     let process = &status["collectors"]["process"];
     assert_eq!(
         process["details"]["app_process"]["pid"],
@@ -78,8 +77,7 @@ async fn own_app_and_container_metrics() {
     app.wait().unwrap();
     let deadline = std::time::Instant::now() + wait;
     loop {
-        let status: serde_json::Value =
-            serde_json::from_str(&sidewatch.get("/status").await.text().await.unwrap()).unwrap();
+        let status: serde_json::Value = sidewatch.status().await;
         let degraded = status["collectors"]["process"]["degraded"]
             .as_str()
             .unwrap_or_default()

@@ -18,25 +18,9 @@ fn server_toml(name: &str, url: &str, extra: &str) -> String {
     )
 }
 
-async fn status(sidewatch: &Sidewatch) -> serde_json::Value {
-    serde_json::from_str(&sidewatch.get("/status").await.text().await.unwrap()).unwrap()
-}
-
 async fn wait_up(sidewatch: &Sidewatch, server: &str, up: f64) {
     sidewatch
         .wait_for_metric("redis_up", &[("server", server)], WAIT, |v| v == up)
-        .await;
-}
-
-async fn wait_error(sidewatch: &Sidewatch, server: &str, reason: &str) {
-    let collector = format!("redis/{server}");
-    sidewatch
-        .wait_for_metric(
-            "sidewatch_collector_errors_total",
-            &[("collector", &collector), ("reason", reason)],
-            WAIT,
-            |v| v >= 1.0,
-        )
         .await;
 }
 
@@ -125,7 +109,7 @@ async fn counts_clients_exactly_and_survives_a_restart() {
     }
     let ping = value("sidewatch_redis_ping_seconds", &server);
     assert!(ping > 0.0 && ping < 1.0, "{ping}");
-    let status = status(&sidewatch).await;
+    let status = sidewatch.status().await;
     let details = &status["collectors"]["redis/cache"]["details"];
     assert_eq!(details["maxclients_source"], "config_get", "{status}");
     assert_eq!(details["connection_named"], true, "{status}");
@@ -133,7 +117,7 @@ async fn counts_clients_exactly_and_survives_a_restart() {
     // More runs, still one connection.
     let runs = |s: &serde_json::Value| s["collectors"]["redis/cache"]["runs"].as_u64().unwrap();
     let before = runs(&status);
-    while runs(&self::status(&sidewatch).await) < before + 3 {
+    while runs(&sidewatch.status().await) < before + 3 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(sidewatch_connections(&redis), 1);
@@ -141,7 +125,9 @@ async fn counts_clients_exactly_and_survives_a_restart() {
 
     redis.kill();
     wait_up(&sidewatch, "cache", 0.0).await;
-    wait_error(&sidewatch, "cache", "connect").await;
+    sidewatch
+        .wait_for_error("redis/cache", "connect", WAIT)
+        .await;
     let text = sidewatch.metrics().await;
     assert!(
         metric(
@@ -178,8 +164,10 @@ async fn password_auth_and_wrong_or_missing_passwords() {
         + &server_toml("missing", &redis.url(""), "");
     let sidewatch = Sidewatch::start(&toml).await;
     wait_up(&sidewatch, "good", 1.0).await;
-    wait_error(&sidewatch, "wrong", "auth").await;
-    wait_error(&sidewatch, "missing", "auth").await;
+    sidewatch.wait_for_error("redis/wrong", "auth", WAIT).await;
+    sidewatch
+        .wait_for_error("redis/missing", "auth", WAIT)
+        .await;
     wait_up(&sidewatch, "wrong", 0.0).await;
     // The test's client and sidewatch's "good" connection; the failing ones
     // close theirs (one may be caught in the instant it is open).
@@ -192,7 +180,7 @@ async fn password_auth_and_wrong_or_missing_passwords() {
         )
         .await;
     assert_eq!(sidewatch_connections(&redis), 1);
-    let status = status(&sidewatch).await;
+    let status = sidewatch.status().await;
     let wrong_status = &status["collectors"]["redis/wrong"];
     assert_eq!(wrong_status["last_error_reason"], "auth", "{status}");
     assert!(
@@ -229,7 +217,9 @@ async fn acl_user_with_only_the_commands_sidewatch_needs() {
     );
     let sidewatch = Sidewatch::start(&toml).await;
     wait_up(&sidewatch, "acl", 1.0).await;
-    wait_error(&sidewatch, "acl-wrong", "auth").await;
+    sidewatch
+        .wait_for_error("redis/acl-wrong", "auth", WAIT)
+        .await;
     let text = sidewatch.metrics().await;
     assert_eq!(
         metric(&text, "redis_config_maxclients", &[("server", "acl")]),
@@ -266,7 +256,7 @@ async fn renamed_config_command_falls_back_to_info() {
         Some(123.0),
         "{text}"
     );
-    let status = status(&sidewatch).await;
+    let status = sidewatch.status().await;
     let entry = &status["collectors"]["redis/managed"];
     assert_eq!(entry["details"]["maxclients_source"], "info", "{status}");
     assert!(
@@ -304,7 +294,9 @@ async fn broken_servers_get_their_reason() {
         ("refused", "connect"),
         ("tls-to-plain", "tls"),
     ] {
-        wait_error(&sidewatch, server, reason).await;
+        sidewatch
+            .wait_for_error(&format!("redis/{server}"), reason, WAIT)
+            .await;
         wait_up(&sidewatch, server, 0.0).await;
     }
     sidewatch.stop().await;
@@ -382,7 +374,9 @@ async fn tls_with_a_ca_file() {
         + &server_toml("tls-untrusted", &url, "");
     let sidewatch = Sidewatch::start(&toml).await;
     wait_up(&sidewatch, "tls", 1.0).await;
-    wait_error(&sidewatch, "tls-untrusted", "tls").await;
+    sidewatch
+        .wait_for_error("redis/tls-untrusted", "tls", WAIT)
+        .await;
     sidewatch.stop().await;
 }
 

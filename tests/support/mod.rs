@@ -87,6 +87,23 @@ impl Sidewatch {
         }
     }
 
+    /// The current `/status` document.
+    pub async fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/status").await.text().await.expect("status body"))
+            .expect("/status is JSON")
+    }
+
+    /// Waits until `collector` has failed at least once with `reason`.
+    pub async fn wait_for_error(&self, collector: &str, reason: &str, timeout: Duration) {
+        self.wait_for_metric(
+            "sidewatch_collector_errors_total",
+            &[("collector", collector), ("reason", reason)],
+            timeout,
+            |v| v >= 1.0,
+        )
+        .await;
+    }
+
     /// Requests shutdown and waits for it to finish.
     pub async fn stop(self) {
         self.shutdown.trigger();
