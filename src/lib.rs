@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod backoff;
 pub mod collect;
 pub mod config;
 pub mod demo;

@@ -7,7 +7,6 @@
 //! registered at build time, so a scrape reads memory and never waits on the
 //! network.
 
-pub mod backoff;
 pub mod health;
 pub mod pool;
 pub mod postgres;

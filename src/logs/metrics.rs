@@ -30,6 +30,12 @@ struct SinkOutcome {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SinkReason {
+    sink: String,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct StageReason {
     stage: &'static str,
     reason: String,
@@ -52,6 +58,7 @@ pub struct Metrics {
     bytes: Family<SourceLabel, Counter>,
     lag: Family<SourceLabel, Gauge<f64, AtomicU64>>,
     sink_events: Family<SinkOutcome, Counter>,
+    sink_retries: Family<SinkReason, Counter>,
     dropped: Family<StageReason, Counter>,
     tail_files: Family<StateLabel, Gauge>,
     checkpoint_writes: Counter,
@@ -80,6 +87,7 @@ impl Metrics {
             bytes: Family::default(),
             lag: Family::default(),
             sink_events: Family::default(),
+            sink_retries: Family::default(),
             dropped: Family::default(),
             tail_files: Family::default(),
             checkpoint_writes: Counter::default(),
@@ -105,6 +113,11 @@ impl Metrics {
             "sidewatch_sink_events",
             "Events handed to a sink, by outcome (delivered, failed)",
             metrics.sink_events.clone(),
+        );
+        registry.register(
+            "sidewatch_sink_retries",
+            "Failed sink writes tried again, by sink and reason (io, unavailable)",
+            metrics.sink_retries.clone(),
         );
         registry.register(
             "sidewatch_events_dropped",
@@ -172,6 +185,12 @@ impl Metrics {
         SinkMetrics {
             delivered: outcome("delivered"),
             failed: outcome("failed"),
+            retries: RETRY_REASONS.map(|reason| {
+                self.sink_retries.get_or_create_owned(&SinkReason {
+                    sink: sink.to_owned(),
+                    reason,
+                })
+            }),
         }
     }
 
@@ -231,6 +250,19 @@ impl SourceMetrics {
 pub struct SinkMetrics {
     /// Events durably written.
     pub delivered: Counter,
-    /// Events a write failed for (not acknowledged; read again after a restart).
+    /// Events a sink rejected for good (not acknowledged; read again after a restart).
     pub failed: Counter,
+    /// `sidewatch_sink_retries_total{sink,reason}` in [`RETRY_REASONS`] order.
+    retries: [Counter; 2],
+}
+
+/// The reasons of `sidewatch_sink_retries_total`.
+pub const RETRY_REASONS: [&str; 2] = ["io", "unavailable"];
+
+impl SinkMetrics {
+    /// The retry counter for `reason` (one of [`RETRY_REASONS`]).
+    pub fn retry(&self, reason: &str) -> &Counter {
+        let i = RETRY_REASONS.iter().position(|r| *r == reason).unwrap_or(0);
+        &self.retries[i]
+    }
 }

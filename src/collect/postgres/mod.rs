@@ -26,7 +26,7 @@ use serde_json::json;
 use self::connect::{Failure, Session, Target};
 use self::metrics::ServerLabels;
 use super::{CollectError, Collected, Collector};
-use crate::collect::backoff::Backoff;
+use crate::backoff::Backoff;
 use crate::config::PostgresServer;
 
 /// Collects from one server.

@@ -48,7 +48,7 @@ use self::info::Info;
 use self::metrics::Reading;
 use self::resp::Value;
 use super::{CollectError, Collected, Collector};
-use crate::collect::backoff::Backoff;
+use crate::backoff::Backoff;
 use crate::config::{RedisEndpoint, RedisServer};
 
 /// The first reconnect delay; it doubles per failure up to the configured maximum.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::{encode_json_line, Sink, SinkError};
 use crate::config::logs::Fsync;
-use crate::logs::event::{deliver_all, Event};
+use crate::logs::event::Event;
 
 /// A buffer above this capacity is not kept between batches.
 const KEEP_BUFFER: usize = 4 * 1024 * 1024;
@@ -87,10 +87,15 @@ impl Output {
             Some(file) => file,
             None => return Err(io::Error::other("file sink not open")),
         };
-        file.write_all(data)?;
-        if self.fsync == Fsync::Batch {
-            file.sync_data()?;
+        let written = file.write_all(data).and_then(|()| match self.fsync {
+            Fsync::Batch => file.sync_data(),
+            Fsync::Never => Ok(()),
+        });
+        if written.is_err() {
+            // Reopened at the next try, which first ends a torn line.
+            self.file = None;
         }
+        written?;
         self.size += data.len() as u64;
         Ok(())
     }
@@ -120,10 +125,10 @@ impl Output {
 }
 
 impl Sink for FileSink {
-    async fn write(&mut self, batch: Vec<Event>) -> Result<(), SinkError> {
+    async fn write(&mut self, batch: &mut Vec<Event>) -> Result<(), SinkError> {
         let mut buffer = std::mem::take(&mut self.buffer);
         buffer.clear();
-        for event in &batch {
+        for event in batch.iter() {
             encode_json_line(event, &mut buffer);
         }
         let Some(mut output) = self.state.take() else {
@@ -141,7 +146,6 @@ impl Sink for FileSink {
         }
         self.buffer = buffer;
         result?;
-        deliver_all(batch);
         Ok(())
     }
 
@@ -164,10 +168,10 @@ mod tests {
         let path = dir.path().join("out.log");
         let mut sink = FileSink::new(&path, 100, 2, Fsync::Batch);
         for i in 0..12 {
-            let batch = vec![object(
+            let mut batch = vec![object(
                 serde_json::json!({"i": i, "pad": "xxxxxxxxxxxxxxxxxxxxxxxxx"}),
             )];
-            sink.write(batch).await.unwrap();
+            sink.write(&mut batch).await.unwrap();
         }
         sink.flush().await.unwrap();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
@@ -183,5 +187,21 @@ mod tests {
         let total = [two, one, current].concat();
         let first: serde_json::Value = serde_json::from_str(total.lines().next().unwrap()).unwrap();
         assert!(first["i"].as_u64().unwrap() > 0, "oldest rotated away");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_written_again_to_a_reopened_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let mut sink = FileSink::new(&path, 0, 1, Fsync::Batch);
+        let mut batch = vec![object(serde_json::json!({"a": 1}))];
+        assert!(matches!(
+            sink.write(&mut batch).await,
+            Err(SinkError::Io(_))
+        ));
+        std::fs::remove_file(&path).unwrap();
+        sink.write(&mut batch).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n");
     }
 }

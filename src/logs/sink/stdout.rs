@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use super::{encode_json_line, Sink, SinkError};
-use crate::logs::event::{deliver_all, Event};
+use crate::logs::event::Event;
 
 /// Writes JSON lines to standard output.
 #[derive(Debug, Default)]
@@ -14,10 +14,10 @@ pub struct StdoutSink {
 }
 
 impl Sink for StdoutSink {
-    async fn write(&mut self, batch: Vec<Event>) -> Result<(), SinkError> {
+    async fn write(&mut self, batch: &mut Vec<Event>) -> Result<(), SinkError> {
         let mut buffer = std::mem::take(&mut self.buffer);
         buffer.clear();
-        for event in &batch {
+        for event in batch.iter() {
             encode_json_line(event, &mut buffer);
         }
         let (buffer, result) = tokio::task::spawn_blocking(move || {
@@ -29,7 +29,6 @@ impl Sink for StdoutSink {
         .map_err(|e| SinkError::Io(std::io::Error::other(e)))?;
         self.buffer = buffer;
         result?;
-        deliver_all(batch);
         Ok(())
     }
 

@@ -1,5 +1,6 @@
-//! Exponential backoff with jitter between failed connection attempts,
-//! shared by the collectors that hold a connection (PostgreSQL, Redis).
+//! Exponential backoff with jitter between failed attempts: reconnects of
+//! the collectors that hold a connection (PostgreSQL, Redis) and retried
+//! sink writes.
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,11 @@ impl Backoff {
         let delay = self.base.saturating_mul(1 << exponent).min(self.max);
         let jitter = rand::rng().random_range(0.5..=1.0);
         self.next_attempt = Some(started + delay.mul_f64(jitter));
+    }
+
+    /// Failed attempts since the last success.
+    pub fn failures(&self) -> u32 {
+        self.failures
     }
 
     /// Records a successful attempt.
