@@ -5,9 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde_json::{Map, Value};
-
 use super::ack::AckRef;
+use super::fields::Fields;
 use super::metrics::SourceMetrics;
 
 /// A source as events refer to it: its name and its metric handles.
@@ -72,7 +71,7 @@ pub struct EventMeta {
 #[derive(Debug, Clone)]
 pub struct Event {
     /// The JSON object (empty until the parse stage has run on `raw`).
-    pub fields: Map<String, Value>,
+    pub fields: Fields,
     /// The line as read, before parsing; `None` once parsed (or for sources
     /// that deliver objects).
     pub raw: Option<Vec<u8>>,
@@ -85,7 +84,7 @@ impl Event {
     /// An unparsed line.
     pub fn from_line(line: Vec<u8>, meta: EventMeta, ack: Option<AckRef>) -> Self {
         Self {
-            fields: Map::new(),
+            fields: Fields::new(),
             raw: Some(line),
             meta,
             ack,
@@ -93,7 +92,7 @@ impl Event {
     }
 
     /// An event that is already an object.
-    pub fn from_fields(fields: Map<String, Value>, meta: EventMeta, ack: Option<AckRef>) -> Self {
+    pub fn from_fields(fields: Fields, meta: EventMeta, ack: Option<AckRef>) -> Self {
         Self {
             fields,
             raw: None,

@@ -18,6 +18,7 @@
 
 pub mod ack;
 pub mod event;
+pub mod fields;
 pub mod metrics;
 pub mod sink;
 pub mod source;
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use event::{Event, EventMeta, Flags, SourceInfo};
+pub use fields::Fields;
 
 use crate::config::logs::{LogsConfig, SinkKind, SourceKind};
 use crate::config::PodInfo;

@@ -4,10 +4,11 @@
 //! the target field. Originals are kept; a field the app set is never replaced.
 
 use prometheus_client::metrics::counter::Counter;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::logs::CorrelateConfig;
 use crate::logs::event::Event;
+use crate::logs::fields::Fields;
 
 /// The correlate stage.
 #[derive(Debug)]
@@ -74,12 +75,10 @@ impl Correlate {
             None => (None, None),
         };
         if let Some(trace_id) = &trace_id {
-            fields
-                .entry("trace_id")
-                .or_insert_with(|| Value::String(trace_id.clone()));
+            fields.insert_if_absent("trace_id", || Value::String(trace_id.clone()));
         }
         if let Some(span_id) = span_id {
-            fields.entry("span_id").or_insert(Value::String(span_id));
+            fields.insert_if_absent("span_id", || Value::String(span_id));
         }
         let mut found = None;
         for (name, path) in &self.fields {
@@ -98,11 +97,7 @@ impl Correlate {
             }
         }
         match found {
-            Some(id) => {
-                if !fields.contains_key(&self.target) {
-                    fields.insert(self.target.clone(), Value::String(id));
-                }
-            }
+            Some(id) => fields.insert_if_absent(&self.target, || Value::String(id)),
             None => {
                 self.uncorrelated.inc();
             }
@@ -110,7 +105,7 @@ impl Correlate {
     }
 }
 
-fn lookup<'a>(fields: &'a Map<String, Value>, name: &str, path: &[String]) -> Option<&'a Value> {
+fn lookup<'a>(fields: &'a Fields, name: &str, path: &[String]) -> Option<&'a Value> {
     if let Some(value) = fields.get(name) {
         return Some(value);
     }

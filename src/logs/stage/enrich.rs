@@ -61,7 +61,7 @@ impl Enrich {
     pub fn apply(&self, event: &mut Event) {
         for (name, value) in &self.fields {
             if self.overwrite || !event.fields.contains_key(name) {
-                event.fields.insert(name.clone(), value.clone());
+                event.fields.insert(name.as_str(), value.clone());
             }
         }
     }

@@ -131,7 +131,7 @@ pub(crate) mod tests {
         let mut e = event(b"");
         e.raw = None;
         e.fields = match value {
-            serde_json::Value::Object(map) => map,
+            serde_json::Value::Object(map) => map.into(),
             _ => panic!("object expected"),
         };
         e

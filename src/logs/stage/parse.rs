@@ -10,9 +10,10 @@
 use std::borrow::Cow;
 
 use prometheus_client::metrics::counter::Counter;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::logs::event::{Event, Flags};
+use crate::logs::fields::{Fields, Parsed};
 
 /// serde_json refuses input nested deeper than this.
 pub const MAX_DEPTH: usize = 128;
@@ -63,14 +64,14 @@ impl Parse {
         let parsed = if flags.contains(Flags::TRUNCATED) {
             None
         } else {
-            serde_json::from_str::<Value>(&text).ok()
+            Fields::parse(&text).ok()
         };
         event.fields = match parsed {
-            Some(Value::Object(map)) => map,
-            Some(other) => {
+            Some(Parsed::Object(fields)) => fields,
+            Some(Parsed::Other(other)) => {
                 flags.insert(Flags::NOT_OBJECT);
-                let mut map = Map::with_capacity(2);
-                map.insert(self.message_field.clone(), other);
+                let mut map = Fields::with_capacity(2);
+                map.insert(self.message_field.as_str(), other);
                 map
             }
             None => {
@@ -78,8 +79,11 @@ impl Parse {
                 if !flags.contains(Flags::TRUNCATED) && depth_exceeds(text.as_bytes(), MAX_DEPTH) {
                     flags.insert(Flags::DEPTH_EXCEEDED);
                 }
-                let mut map = Map::with_capacity(2);
-                map.insert(self.message_field.clone(), Value::String(text.into_owned()));
+                let mut map = Fields::with_capacity(2);
+                map.insert(
+                    self.message_field.as_str(),
+                    Value::String(text.into_owned()),
+                );
                 map
             }
         };
@@ -87,7 +91,7 @@ impl Parse {
         if !flags.is_empty() {
             for (name, flag) in FLAG_FIELDS {
                 if flags.contains(flag) {
-                    event.fields.insert(name.to_owned(), Value::Bool(true));
+                    event.fields.insert(name, Value::Bool(true));
                 }
             }
         }

@@ -1,0 +1,318 @@
+//! An event's top-level fields: a small ordered map backed by a vector.
+//!
+//! Log objects have tens of keys. A linear scan over them beats hashing —
+//! serde_json's map hashes every key with SipHash and grows its table while
+//! parsing, which cost about a sixth of the whole log path — and the vector
+//! keeps the app's field order. Parsing reserves room for the fields the
+//! stages add, so an event's map is allocated once. Nested objects stay
+//! serde_json values.
+//!
+//! A key written twice in one line is kept twice, so the line is forwarded
+//! as written; lookups see the last one, as serde_json, jq and JavaScript's
+//! `JSON.parse` do.
+
+use std::fmt;
+use std::ops::Index;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Number, Value};
+
+/// Room reserved when parsing: a typical line's fields plus what the
+/// correlate and enrich stages add.
+const PARSE_CAPACITY: usize = 16;
+
+/// The top-level fields of an event, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fields {
+    entries: Vec<(String, Value)>,
+}
+
+/// What a line parsed to.
+#[derive(Debug, PartialEq)]
+pub enum Parsed {
+    /// A JSON object.
+    Object(Fields),
+    /// Any other JSON value (an array or a scalar).
+    Other(Value),
+}
+
+impl Fields {
+    /// No fields.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// No fields, with room for `capacity`.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Parses one JSON text (an object, or any other value); trailing
+    /// characters are an error.
+    pub fn parse(text: &str) -> Result<Parsed, serde_json::Error> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let parsed = de::Deserializer::deserialize_any(&mut deserializer, TopLevel)?;
+        deserializer.end()?;
+        Ok(parsed)
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        self.entries.iter().rposition(|(k, _)| k == key)
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.position(key).map(|i| &self.entries[i].1)
+    }
+
+    /// The value of `key`, to change it.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        self.position(key).map(|i| &mut self.entries[i].1)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_some()
+    }
+
+    /// Sets `key` to `value` (in place when present, else at the end) and
+    /// returns the value it replaced.
+    pub fn insert(&mut self, key: impl Into<String> + AsRef<str>, value: Value) -> Option<Value> {
+        match self.position(key.as_ref()) {
+            Some(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            None => {
+                self.entries.push((key.into(), value));
+                None
+            }
+        }
+    }
+
+    /// Sets `key` to `value()` unless it is present.
+    pub fn insert_if_absent(&mut self, key: &str, value: impl FnOnce() -> Value) {
+        if !self.contains_key(key) {
+            self.entries.push((key.to_owned(), value()));
+        }
+    }
+
+    /// Removes `key` (every copy of it) and returns its last value.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let mut removed = None;
+        self.entries.retain_mut(|(k, v)| {
+            if k == key {
+                removed = Some(std::mem::take(v));
+                false
+            } else {
+                true
+            }
+        });
+        removed
+    }
+
+    /// The fields in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    /// The fields in order, values mutable.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut Value)> {
+        self.entries.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    /// The keys in order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+}
+
+impl Index<&str> for Fields {
+    type Output = Value;
+
+    /// The value of `key`, or `null` when it is absent (as `Value` indexes).
+    fn index(&self, key: &str) -> &Value {
+        static NULL: Value = Value::Null;
+        self.get(key).unwrap_or(&NULL)
+    }
+}
+
+impl From<Map<String, Value>> for Fields {
+    fn from(map: Map<String, Value>) -> Self {
+        Self {
+            entries: map.into_iter().collect(),
+        }
+    }
+}
+
+impl FromIterator<(String, Value)> for Fields {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        Self {
+            entries: iter.into_iter().collect(),
+        }
+    }
+}
+
+impl Serialize for Fields {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.entries.len()))?;
+        for (key, value) in &self.entries {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// Builds the top level of a line: [`Fields`] for an object, a plain
+/// `Value` for anything else; nested values are serde_json's.
+struct TopLevel;
+
+impl<'de> Visitor<'de> for TopLevel {
+    type Value = Parsed;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Parsed, A::Error> {
+        let mut entries = Vec::with_capacity(PARSE_CAPACITY);
+        while let Some(key) = access.next_key::<String>()? {
+            entries.push((key, access.next_value::<Value>()?));
+        }
+        Ok(Parsed::Object(Fields { entries }))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Parsed, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = access.next_element_seed(ValueSeed)? {
+            items.push(item);
+        }
+        Ok(Parsed::Other(Value::Array(items)))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Parsed, E> {
+        Ok(Parsed::Other(Value::Bool(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Parsed, E> {
+        Ok(Parsed::Other(Value::Number(v.into())))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Parsed, E> {
+        Ok(Parsed::Other(Value::Number(v.into())))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Parsed, E> {
+        Ok(Parsed::Other(
+            Number::from_f64(v).map_or(Value::Null, Value::Number),
+        ))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Parsed, E> {
+        Ok(Parsed::Other(Value::String(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Parsed, E> {
+        Ok(Parsed::Other(Value::String(v)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Parsed, E> {
+        Ok(Parsed::Other(Value::Null))
+    }
+}
+
+/// Deserializes one nested `Value`.
+struct ValueSeed;
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        serde::Deserialize::deserialize(deserializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(text: &str) -> Fields {
+        match Fields::parse(text).unwrap() {
+            Parsed::Object(fields) => fields,
+            Parsed::Other(other) => panic!("object expected, got {other}"),
+        }
+    }
+
+    #[test]
+    fn parses_objects_in_order_and_writes_them_back_unchanged() {
+        let text = r#"{"z":1,"level":"info","a":{"b":[1,2.5,"x"]},"n":null,"t":true}"#;
+        let fields = object(text);
+        assert_eq!(
+            fields.keys().collect::<Vec<_>>(),
+            ["z", "level", "a", "n", "t"]
+        );
+        assert_eq!(fields["a"]["b"][2], "x");
+        assert_eq!(serde_json::to_string(&fields).unwrap(), text);
+    }
+
+    #[test]
+    fn other_values_and_errors() {
+        assert_eq!(
+            Fields::parse("[1,{\"a\":2}]").unwrap(),
+            Parsed::Other(json!([1, {"a": 2}]))
+        );
+        assert_eq!(Fields::parse(" 42 ").unwrap(), Parsed::Other(json!(42)));
+        assert_eq!(Fields::parse("-1.5").unwrap(), Parsed::Other(json!(-1.5)));
+        assert_eq!(Fields::parse("\"s\"").unwrap(), Parsed::Other(json!("s")));
+        assert_eq!(Fields::parse("null").unwrap(), Parsed::Other(Value::Null));
+        assert_eq!(Fields::parse("false").unwrap(), Parsed::Other(json!(false)));
+        for bad in ["", "{", r#"{"a":1} x"#, "{\"a\":}", "[1,]", "nul"] {
+            assert!(Fields::parse(bad).is_err(), "{bad:?}");
+        }
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(Fields::parse(&deep).is_err(), "recursion limit applies");
+    }
+
+    #[test]
+    fn repeated_keys_are_kept_and_the_last_one_is_seen() {
+        let mut fields = object(r#"{"a":1,"b":2,"a":3}"#);
+        assert_eq!(fields["a"], 3);
+        assert_eq!(
+            serde_json::to_string(&fields).unwrap(),
+            r#"{"a":1,"b":2,"a":3}"#
+        );
+        assert_eq!(fields.insert("a", json!(4)), Some(json!(3)));
+        assert_eq!(fields.remove("a"), Some(json!(4)));
+        assert_eq!(serde_json::to_string(&fields).unwrap(), r#"{"b":2}"#);
+    }
+
+    #[test]
+    fn insert_replaces_in_place_or_appends() {
+        let mut fields = Fields::from(json!({"a": 1, "b": 2}).as_object().unwrap().clone());
+        assert_eq!(fields.insert("a", json!("x")), Some(json!(1)));
+        assert_eq!(fields.insert(String::from("c"), json!(3)), None);
+        fields.insert_if_absent("b", || json!("ignored"));
+        fields.insert_if_absent("d", || json!(4));
+        assert_eq!(
+            serde_json::to_string(&fields).unwrap(),
+            r#"{"a":"x","b":2,"c":3,"d":4}"#
+        );
+        assert!(fields.contains_key("d") && !fields.contains_key("e"));
+        assert_eq!(fields["e"], Value::Null);
+        assert_eq!(fields.len(), 4);
+        *fields.get_mut("d").unwrap() = json!(5);
+        assert_eq!(fields.get("d"), Some(&json!(5)));
+    }
+}
