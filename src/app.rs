@@ -106,12 +106,10 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         .process
         .enabled
         .then(|| ProcessCollector::build(&config.process, &mut registry));
-    let pipeline =
-        crate::logs::Pipeline::build(&config.logs, &pod, &mut registry).map_err(|e| {
-            RunError::Build {
-                key: e.key,
-                message: e.message,
-            }
+    let pipeline = crate::logs::Pipeline::build(&config.logs, &pod, &mut registry, &status)
+        .map_err(|e| RunError::Build {
+            key: e.key,
+            message: e.message,
         })?;
     let pipeline_latch = pipeline.is_some().then(|| readiness.latch("pipeline"));
 

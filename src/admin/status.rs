@@ -18,6 +18,7 @@ pub struct StatusBoard {
 struct Board {
     started: SystemTime,
     collectors: BTreeMap<String, CollectorStatus>,
+    sinks: BTreeMap<String, SinkStatus>,
 }
 
 /// What `/status` shows for one collector.
@@ -60,6 +61,8 @@ pub struct StatusReport {
     pub pending: Vec<String>,
     /// Every collector by name.
     pub collectors: BTreeMap<String, CollectorStatus>,
+    /// Every log sink by name.
+    pub sinks: BTreeMap<String, SinkStatus>,
 }
 
 impl Default for StatusBoard {
@@ -68,6 +71,7 @@ impl Default for StatusBoard {
             inner: Arc::new(Mutex::new(Board {
                 started: SystemTime::now(),
                 collectors: BTreeMap::new(),
+                sinks: BTreeMap::new(),
             })),
         }
     }
@@ -129,12 +133,59 @@ impl StatusBoard {
             ready,
             pending,
             collectors: board.collectors.clone(),
+            sinks: board.sinks.clone(),
         }
+    }
+
+    /// Adds a log sink (state `ok` until a write fails).
+    pub fn register_sink(&self, name: &str) {
+        self.lock()
+            .sinks
+            .insert(name.to_owned(), SinkStatus::default());
+    }
+
+    /// Records a failed write of sink `name` that is being retried.
+    pub fn sink_failed(&self, name: &str, reason: &'static str, message: String) {
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let mut board = self.lock();
+        let status = board.sinks.entry(name.to_owned()).or_default();
+        status.retrying = true;
+        status.failures += 1;
+        status.last_error = Some(message);
+        status.last_error_reason = Some(reason);
+        status.last_error_at = Some(now);
+    }
+
+    /// Records that sink `name` writes again after failures.
+    pub fn sink_recovered(&self, name: &str) {
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let mut board = self.lock();
+        let status = board.sinks.entry(name.to_owned()).or_default();
+        status.retrying = false;
+        status.recovered_at = Some(now);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Board> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// One log sink as `/status` shows it. Updated only when a write fails and
+/// when writes succeed again, never per batch.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SinkStatus {
+    /// A write failed and is being retried (the sources are held back).
+    pub retrying: bool,
+    /// Failed writes since start.
+    pub failures: u64,
+    /// The last failure, free of secrets.
+    pub last_error: Option<String>,
+    /// Its `reason` label (as in `sidewatch_sink_retries_total`).
+    pub last_error_reason: Option<&'static str>,
+    /// When it happened (RFC 3339).
+    pub last_error_at: Option<String>,
+    /// When writes last succeeded again after failures (RFC 3339).
+    pub recovered_at: Option<String>,
 }
 
 /// The outcome of one collector run, as `/status` records it.

@@ -36,6 +36,7 @@ use tokio_util::task::TaskTracker;
 pub use event::{Event, EventMeta, Flags, SourceInfo};
 pub use fields::Fields;
 
+use crate::admin::StatusBoard;
 use crate::config::logs::{LogsConfig, SinkKind, SourceKind};
 use crate::config::PodInfo;
 use metrics::Metrics;
@@ -79,6 +80,7 @@ impl Pipeline {
         config: &LogsConfig,
         pod: &PodInfo,
         registry: &mut Registry,
+        status: &StatusBoard,
     ) -> Result<Option<Self>, BuildError> {
         if config.sources.is_empty() {
             return Ok(None);
@@ -129,7 +131,11 @@ impl Pipeline {
         let mut sinks = Vec::new();
         for (i, sink) in config.sinks.iter().enumerate() {
             let name = sink.effective_name().to_owned();
-            let handles = metrics.sink(&name);
+            let report = sink::SinkReport {
+                metrics: metrics.sink(&name),
+                name,
+                status: status.clone(),
+            };
             sinks.push(match (sink.kind, &sink.path) {
                 (SinkKind::File, Some(path)) => {
                     sink::file::FileSink::check(path).map_err(|e| BuildError {
@@ -138,7 +144,7 @@ impl Pipeline {
                     })?;
                     let built =
                         sink::file::FileSink::new(path, sink.max_bytes, sink.max_files, sink.fsync);
-                    sink::launch(built, name, handles)
+                    sink::launch(built, report)
                 }
                 (SinkKind::File, None) => {
                     return Err(BuildError {
@@ -146,9 +152,7 @@ impl Pipeline {
                         message: "must be set".into(),
                     })
                 }
-                (SinkKind::Stdout, _) => {
-                    sink::launch(sink::stdout::StdoutSink::default(), name, handles)
-                }
+                (SinkKind::Stdout, _) => sink::launch(sink::stdout::StdoutSink::default(), report),
             });
         }
         Ok(Some(Self {

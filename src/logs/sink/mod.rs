@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::event::deliver_all;
 use super::metrics::SinkMetrics;
 use super::Event;
+use crate::admin::StatusBoard;
 use crate::backoff::Backoff;
 
 /// Why a batch could not be written.
@@ -72,9 +73,21 @@ pub type Launch = Box<
         + Send,
 >;
 
+/// What a sink's driver reports to: its metric handles and `/status`.
+#[derive(Debug, Clone)]
+pub struct SinkReport {
+    /// The sink's name (`sink` label, `/status` key).
+    pub name: String,
+    /// Its metric handles.
+    pub metrics: SinkMetrics,
+    /// Where failures and recoveries are shown.
+    pub status: StatusBoard,
+}
+
 /// Wraps a sink so the pipeline can start it without knowing its type.
-pub fn launch<S: Sink>(sink: S, name: String, metrics: SinkMetrics) -> Launch {
-    Box::new(move |queue, abort| Box::pin(drive(sink, name, queue, metrics, abort)))
+pub fn launch<S: Sink>(sink: S, report: SinkReport) -> Launch {
+    report.status.register_sink(&report.name);
+    Box::new(move |queue, abort| Box::pin(drive(sink, report, queue, abort)))
 }
 
 /// First wait before a failed write is tried again; doubles up to [`RETRY_MAX`].
@@ -90,11 +103,15 @@ pub const RETRY_MAX: Duration = Duration::from_secs(30);
 /// them.
 pub async fn drive<S: Sink>(
     mut sink: S,
-    name: String,
+    report: SinkReport,
     mut queue: Receiver<Vec<Event>>,
-    metrics: SinkMetrics,
     abort: CancellationToken,
 ) {
+    let SinkReport {
+        name,
+        metrics,
+        status,
+    } = report;
     let mut backoff = Backoff::new(RETRY_BASE, RETRY_MAX);
     loop {
         let mut batch = tokio::select! {
@@ -115,6 +132,7 @@ pub async fn drive<S: Sink>(
                 Ok(()) => {
                     if backoff.failures() > 0 {
                         tracing::info!(sink = %name, "sink writes again");
+                        status.sink_recovered(&name);
                     }
                     backoff.reset();
                     metrics.delivered.inc_by(batch.len() as u64);
@@ -129,6 +147,7 @@ pub async fn drive<S: Sink>(
                 break;
             };
             metrics.retry(reason).inc();
+            status.sink_failed(&name, reason, error.to_string());
             backoff.failed(started);
             let wait = backoff.remaining(Instant::now()).unwrap_or_default();
             tracing::warn!(sink = %name, %error, events = batch.len(), retry_in = ?wait, "sink write failed; retrying");
@@ -208,6 +227,14 @@ mod tests {
         (tx, rx, acks)
     }
 
+    fn report(name: &str, metrics: &SinkMetrics, status: &StatusBoard) -> SinkReport {
+        SinkReport {
+            name: name.into(),
+            metrics: metrics.clone(),
+            status: status.clone(),
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn failed_writes_are_retried_and_acknowledged_once_written() {
         let metrics = Metrics::register(&mut Registry::default()).sink("flaky");
@@ -218,14 +245,18 @@ mod tests {
             failures: 3,
             written: written.clone(),
         };
+        let status = StatusBoard::default();
         drive(
             sink,
-            "flaky".into(),
+            report("flaky", &metrics, &status),
             rx,
-            metrics.clone(),
             CancellationToken::new(),
         )
         .await;
+        let shown = status.report(true, Vec::new()).sinks["flaky"].clone();
+        assert!(!shown.retrying && shown.recovered_at.is_some());
+        assert_eq!(shown.failures, 3);
+        assert_eq!(shown.last_error_reason, Some("io"));
         assert_eq!(*written.lock().unwrap(), [b"one".to_vec(), b"two".to_vec()]);
         assert_eq!(metrics.retry("io").get(), 3);
         assert_eq!(metrics.delivered.get(), 2);
@@ -242,15 +273,17 @@ mod tests {
             failures: usize::MAX,
             written: Arc::default(),
         };
-        let driving = tokio::spawn(drive(
-            sink,
-            "down".into(),
-            rx,
-            metrics.clone(),
-            abort.clone(),
-        ));
+        let status = StatusBoard::default();
+        let report = report("down", &metrics, &status);
+        let driving = tokio::spawn(drive(sink, report, rx, abort.clone()));
         tokio::time::sleep(Duration::from_secs(120)).await;
         assert!(acks.try_recv().is_err(), "still being retried");
+        let shown = status.report(true, Vec::new()).sinks["down"].clone();
+        assert!(shown.retrying);
+        assert_eq!(
+            shown.last_error.as_deref(),
+            Some("write failed: no space left")
+        );
         abort.cancel();
         driving.await.unwrap();
         assert!(!acks.try_recv().unwrap().delivered);
