@@ -42,7 +42,11 @@ enum Command {
         file: PathBuf,
     },
     /// Start a built-in demo app on 127.0.0.1:4799 and watch it: try `curl localhost:4790/metrics`.
-    Demo,
+    Demo {
+        /// Only the demo app and its traffic, no sidewatch (for a pod with sidewatch as its sidecar).
+        #[arg(long)]
+        app_only: bool,
+    },
 }
 
 /// `--version` output: the crate version and the git revision.
@@ -59,11 +63,12 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig { file } => check_config(&file, &env),
         Command::Run => match config::load(cli.config.as_deref(), &env) {
-            Ok(config) => run(config, false),
+            Ok(config) => run(config, Mode::Sidecar),
             Err(errors) => config_failure(&errors),
         },
-        Command::Demo => match sidewatch::demo::config(&env) {
-            Ok(config) => run(config, true),
+        Command::Demo { app_only } => match sidewatch::demo::config(&env) {
+            Ok(config) if app_only => run(config, Mode::DemoAppOnly),
+            Ok(config) => run(config, Mode::Demo),
             Err(errors) => config_failure(&errors),
         },
     }
@@ -93,7 +98,18 @@ fn config_failure(errors: &config::ConfigErrors) -> ExitCode {
     ExitCode::from(CONFIG_ERROR)
 }
 
-fn run(config: Config, demo: bool) -> ExitCode {
+/// What `run` runs.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// The sidecar itself.
+    Sidecar,
+    /// The demo app with sidewatch watching it.
+    Demo,
+    /// Only the demo app (`demo --app-only`).
+    DemoAppOnly,
+}
+
+fn run(config: Config, mode: Mode) -> ExitCode {
     init_tracing(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -110,10 +126,10 @@ fn run(config: Config, demo: bool) -> ExitCode {
     let shutdown = Shutdown::new();
     let result = runtime.block_on(async {
         let signals = tokio::spawn(shutdown::listen_for_signals(shutdown.clone()));
-        let result = if demo {
-            sidewatch::demo::run(config, shutdown).await
-        } else {
-            sidewatch::run(config, shutdown).await
+        let result = match mode {
+            Mode::Sidecar => sidewatch::run(config, shutdown).await,
+            Mode::Demo => sidewatch::demo::run(config, shutdown).await,
+            Mode::DemoAppOnly => sidewatch::demo::run_app_only(shutdown).await,
         };
         signals.abort();
         result
