@@ -12,6 +12,7 @@ pub mod app;
 pub mod collect;
 pub mod config;
 pub mod demo;
+pub mod inject;
 pub mod logs;
 pub mod shutdown;
 pub mod telemetry;
