@@ -30,7 +30,7 @@ for member in ("helm/helm", "kubectl/kubectl"):
 PY
 fi
 
-if ! command -v kubernetes-validate >/dev/null 2>&1; then
+if ! python3 -c "import kubernetes_validate" >/dev/null 2>&1; then
   echo "== pip install kubernetes-validate"
   python3 -m pip install -q kubernetes-validate
 fi

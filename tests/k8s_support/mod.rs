@@ -112,9 +112,21 @@ pub fn kubernetes_validate(docs: &[Yaml], versions: &[&str], what: &str) {
     let path = file.to_str().expect("utf-8 path");
     for version in versions {
         let out = run(
-            "kubernetes-validate",
-            &["--strict", "--kubernetes-version", version, path],
+            "python3",
+            &[
+                "-m",
+                "kubernetes_validate",
+                "--strict",
+                "--kubernetes-version",
+                version,
+                path,
+            ],
             "python3 -m pip install kubernetes-validate",
+        );
+        let stderr_text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr_text.contains("No module named kubernetes_validate"),
+            "kubernetes-validate is missing: install it with `python3 -m pip install kubernetes-validate` (or run scripts/k8s-tools.sh)"
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
