@@ -640,3 +640,100 @@ spec:
       volumes:
         {{- include "sidewatch.volumes" $sw | nindent 8 }}
 "#;
+
+/// Kills a child process when the test ends, however it ends.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The value of the first sample of `name` whose label text contains every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The demo values, run for real: `sidewatch demo --app-only` as the app
+/// container and `sidewatch run` with the chart's rendered config as the
+/// sidecar (the pod's shared log dir and state dir are temp dirs here).
+#[test]
+fn demo_values_drive_the_sidecar_against_the_demo_app() {
+    let docs = template(&["values-demo.yaml"], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let config = config_of(&docs).replace("/var/log/app", logs.to_str().unwrap());
+    let config_path = dir.path().join("sidewatch.yaml");
+    std::fs::write(&config_path, &config).unwrap();
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+
+    let bin = env!("CARGO_BIN_EXE_sidewatch");
+    let _app = Reap(
+        Command::new(bin)
+            .args(["demo", "--app-only"])
+            .env("TMPDIR", &logs)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _sidecar = Reap(
+        Command::new(bin)
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .env("SIDEWATCH__ADMIN__LISTEN", admin.to_string())
+            .env("SIDEWATCH__LOGS__STATE_DIR", dir.path().join("state"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut last = String::new();
+    loop {
+        if let Ok(text) = http_get(admin, "/metrics") {
+            let up = sample(&text, "sidewatch_target_up", &["target=\"demo-app\""]);
+            let events = sample(
+                &text,
+                "sidewatch_log_events_total",
+                &["source=\"app\"", "outcome=\"ok\""],
+            );
+            let pool = sample(&text, "db_client_connection_max", &["source=\"demo-app\""]);
+            if up == Some(1.0) && events.is_some_and(|n| n > 0.0) && pool == Some(10.0) {
+                break;
+            }
+            last = text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo values never produced probe, log and pool data:\n{config}\n{last}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+/// A plain HTTP/1.0 GET, body only.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default())
+}
