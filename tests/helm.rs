@@ -737,3 +737,74 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default())
 }
+
+/// The rule groups of every Prometheus rule file in `alert-rules/` (files
+/// with a top-level `groups`; promtool unit-test files are skipped).
+fn repository_rule_groups() -> Vec<Yaml> {
+    let mut groups = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(repo().join("alert-rules"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    for file in files {
+        for doc in docs(&std::fs::read_to_string(&file).unwrap()) {
+            if let Some(list) = doc["groups"].as_vec() {
+                groups.extend(list.iter().cloned());
+            }
+        }
+    }
+    groups
+}
+
+#[test]
+fn prometheus_rule_matches_the_repository_alert_rules() {
+    let repo_groups = repository_rule_groups();
+    let docs = template(&[], &[]);
+    let rule = of_kind(&docs, "PrometheusRule")[0];
+    let chart_groups = rule["spec"]["groups"].as_vec().unwrap();
+    if repo_groups.is_empty() {
+        // Until `sidewatch rules` (issue 8) writes alert-rules/, the chart has its placeholder.
+        assert_eq!(chart_groups[0]["name"].as_str(), Some("sidewatch.sidecar"));
+        return;
+    }
+    for group in &repo_groups {
+        let name = group["name"].as_str().unwrap_or_default();
+        let in_chart = chart_groups
+            .iter()
+            .find(|g| g["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("group {name} of alert-rules/ is missing from the chart's PrometheusRule (re-run the generator)"));
+        assert_eq!(
+            canonical(&in_chart["rules"]),
+            canonical(&group["rules"]),
+            "group {name}: the chart's PrometheusRule (default values) drifted from alert-rules/"
+        );
+    }
+    assert_eq!(
+        chart_groups.len(),
+        repo_groups.len(),
+        "the chart has groups alert-rules/ does not"
+    );
+}
+
+/// Mapping keys sorted (recursively), so key order does not matter in comparisons.
+fn canonical(node: &Yaml) -> Yaml {
+    match node {
+        Yaml::Hash(h) => {
+            let mut pairs: Vec<(String, Yaml)> = h
+                .iter()
+                .map(|(k, v)| (format!("{k:?}"), canonical(v)))
+                .collect();
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            Yaml::Hash(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (Yaml::String(k), v))
+                    .collect(),
+            )
+        }
+        Yaml::Array(items) => Yaml::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
