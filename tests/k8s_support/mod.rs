@@ -1,4 +1,4 @@
-//! Shared by tests/helm.rs and tests/inject.rs: the real `helm`, `promtool`
+//! Shared by tests/helm.rs, tests/helm_assets.rs and tests/inject.rs: the real `helm`, `promtool`
 //! and `kubernetes-validate` programs (installed by `scripts/k8s-tools.sh`
 //! and `scripts/test.sh`), and YAML helpers.
 
@@ -209,4 +209,74 @@ pub fn assert_secure(container: &Yaml, what: &str) {
         Some("RuntimeDefault"),
         "{what}: seccomp"
     );
+}
+
+/// Renders the chart at `chart` with value files (relative to the chart) and `--set`s.
+pub fn template_at(chart: &Path, files: &[&str], sets: &[&str]) -> Result<String, String> {
+    let mut cmd = Command::new(helm());
+    cmd.arg("template")
+        .arg("demo")
+        .arg(chart)
+        .args(["--namespace", "team"]);
+    for file in files {
+        cmd.arg("-f").arg(chart.join(file));
+    }
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let out = cmd.output().expect("run helm");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Renders this chart with value files and `--set`s; panics when helm fails.
+pub fn template(files: &[&str], sets: &[&str]) -> Vec<Yaml> {
+    let text = template_at(&chart(), files, sets)
+        .unwrap_or_else(|e| panic!("helm template {files:?} {sets:?} failed:\n{e}"));
+    docs(&text)
+}
+
+/// The documents of one kind.
+pub fn of_kind<'a>(docs: &'a [Yaml], kind_name: &str) -> Vec<&'a Yaml> {
+    docs.iter().filter(|d| kind(d) == kind_name).collect()
+}
+
+/// The rendered sidewatch.yaml.
+pub fn config_of(docs: &[Yaml]) -> String {
+    let cm = of_kind(docs, "ConfigMap")
+        .into_iter()
+        .find(|d| {
+            d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-config"))
+        })
+        .expect("config ConfigMap");
+    cm["data"]["sidewatch.yaml"]
+        .as_str()
+        .expect("sidewatch.yaml")
+        .to_owned()
+}
+
+/// Mapping keys sorted (recursively), so key order does not matter in comparisons.
+pub fn canonical(node: &Yaml) -> Yaml {
+    match node {
+        Yaml::Hash(h) => {
+            let mut pairs: Vec<(String, Yaml)> = h
+                .iter()
+                .map(|(k, v)| (format!("{k:?}"), canonical(v)))
+                .collect();
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            Yaml::Hash(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (Yaml::String(k), v))
+                    .collect(),
+            )
+        }
+        Yaml::Array(items) => Yaml::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
 }
