@@ -17,6 +17,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}"
 fi
 
+# helm + kubectl (cached in ~/.cache/sidewatch-tools/bin) and kubernetes-validate,
+# for tests/helm.rs, tests/helm_assets.rs and tests/inject.rs.
+bash scripts/k8s-tools.sh
+
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done

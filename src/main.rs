@@ -42,7 +42,53 @@ enum Command {
         file: PathBuf,
     },
     /// Start a built-in demo app on 127.0.0.1:4799 and watch it: try `curl localhost:4790/metrics`.
-    Demo,
+    Demo {
+        /// Only the demo app and its traffic, no sidewatch (for a pod with sidewatch as its sidecar).
+        #[arg(long)]
+        app_only: bool,
+    },
+    /// Add the sidecar to Kubernetes manifests (files or stdin) and print them.
+    Inject(InjectArgs),
+}
+
+/// `sidewatch inject` options.
+#[derive(Debug, clap::Args)]
+struct InjectArgs {
+    /// Manifest files (multi-document YAML); `-` or none reads stdin.
+    files: Vec<PathBuf>,
+    /// More manifest files, as in kubectl.
+    #[arg(short = 'f', long = "filename")]
+    filename: Vec<PathBuf>,
+    /// A classic sidecar (second container) instead of the native one (init container with restartPolicy: Always, Kubernetes >= 1.29).
+    #[arg(long)]
+    classic: bool,
+    /// The sidewatch image.
+    #[arg(long)]
+    image: Option<String>,
+    /// The ConfigMap holding sidewatch.yaml (the chart's `<fullname>-config`).
+    #[arg(long, default_value = "sidewatch-config")]
+    config_map: String,
+    /// The sidewatch.io/instance pod label the chart's PodMonitor selects (the chart's full name).
+    #[arg(long, default_value = "sidewatch")]
+    instance: String,
+    /// The app container (default: the first container); annotation sidewatch.io/app-container wins.
+    #[arg(long)]
+    app_container: Option<String>,
+    /// Share this log directory (an emptyDir) between the app and sidewatch; annotation sidewatch.io/log-path wins.
+    #[arg(long)]
+    log_path: Option<String>,
+    /// Proxy mode with port takeover for every workload (annotation sidewatch.io/app-port turns it on for one).
+    #[arg(long)]
+    port_takeover: bool,
+    /// The app port to take over, by name or number (default: the app's first port).
+    #[arg(long)]
+    app_port: Option<String>,
+    /// Do not add prometheus.io/* scrape annotations (a PodMonitor selects the pods by label anyway).
+    #[arg(long)]
+    no_annotations: bool,
+    /// Print a unified diff of what would change instead of the manifests.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// `--version` output: the crate version and the git revision.
@@ -59,11 +105,13 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig { file } => check_config(&file, &env),
         Command::Run => match config::load(cli.config.as_deref(), &env) {
-            Ok(config) => run(config, false),
+            Ok(config) => run(config, Mode::Sidecar),
             Err(errors) => config_failure(&errors),
         },
-        Command::Demo => match sidewatch::demo::config(&env) {
-            Ok(config) => run(config, true),
+        Command::Inject(args) => inject(args),
+        Command::Demo { app_only } => match sidewatch::demo::config(&env) {
+            Ok(config) if app_only => run(config, Mode::DemoAppOnly),
+            Ok(config) => run(config, Mode::Demo),
             Err(errors) => config_failure(&errors),
         },
     }
@@ -88,12 +136,85 @@ fn check_config(file: &Path, env: &HashMap<String, String>) -> ExitCode {
     }
 }
 
+fn inject(args: InjectArgs) -> ExitCode {
+    use std::io::{Read, Write};
+    let mut files = args.files;
+    files.extend(args.filename);
+    if files.is_empty() {
+        files.push(PathBuf::from("-"));
+    }
+    let mut inputs = Vec::with_capacity(files.len());
+    for file in &files {
+        let read = if file.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map(|_| ("<stdin>".to_owned(), text))
+        } else {
+            std::fs::read_to_string(file).map(|text| (file.display().to_string(), text))
+        };
+        match read {
+            Ok(input) => inputs.push(input),
+            Err(error) => {
+                eprintln!("sidewatch inject: cannot read {}: {error}", file.display());
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        }
+    }
+    let defaults = sidewatch::inject::Options::default();
+    let options = sidewatch::inject::Options {
+        native: !args.classic,
+        image: args.image.unwrap_or(defaults.image),
+        config_map: args.config_map,
+        instance: args.instance,
+        app_container: args.app_container,
+        log_path: args.log_path,
+        port_takeover: args.port_takeover,
+        app_port: args.app_port,
+        scrape_annotations: !args.no_annotations,
+    };
+    match sidewatch::inject::run(&inputs, &options) {
+        Ok(injected) => {
+            for note in &injected.notes {
+                eprintln!("sidewatch inject: {note}");
+            }
+            let out = if args.dry_run {
+                &injected.diff
+            } else {
+                &injected.yaml
+            };
+            match std::io::stdout().lock().write_all(out.as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("sidewatch inject: cannot write: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(error) => {
+            eprintln!("sidewatch inject: {error}");
+            ExitCode::from(CONFIG_ERROR)
+        }
+    }
+}
+
 fn config_failure(errors: &config::ConfigErrors) -> ExitCode {
     eprintln!("sidewatch: {errors}");
     ExitCode::from(CONFIG_ERROR)
 }
 
-fn run(config: Config, demo: bool) -> ExitCode {
+/// What `run` runs.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// The sidecar itself.
+    Sidecar,
+    /// The demo app with sidewatch watching it.
+    Demo,
+    /// Only the demo app (`demo --app-only`).
+    DemoAppOnly,
+}
+
+fn run(config: Config, mode: Mode) -> ExitCode {
     init_tracing(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -110,10 +231,10 @@ fn run(config: Config, demo: bool) -> ExitCode {
     let shutdown = Shutdown::new();
     let result = runtime.block_on(async {
         let signals = tokio::spawn(shutdown::listen_for_signals(shutdown.clone()));
-        let result = if demo {
-            sidewatch::demo::run(config, shutdown).await
-        } else {
-            sidewatch::run(config, shutdown).await
+        let result = match mode {
+            Mode::Sidecar => sidewatch::run(config, shutdown).await,
+            Mode::Demo => sidewatch::demo::run(config, shutdown).await,
+            Mode::DemoAppOnly => sidewatch::demo::run_app_only(shutdown).await,
         };
         signals.abort();
         result

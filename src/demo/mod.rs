@@ -36,6 +36,44 @@ pub fn demo_dir() -> std::path::PathBuf {
 
 /// Starts the demo app and its traffic, then runs sidewatch against it until shutdown.
 pub async fn run(mut config: Config, shutdown: Shutdown) -> Result<(), RunError> {
+    let (listener, log) = open_app().await?;
+    deps::add_reachable(&mut config, |name| std::env::var(name).ok()).await;
+    let running = crate::start(config, shutdown).await?;
+    let stop = CancellationToken::new();
+    let app_task = tokio::spawn(app::serve(listener, log, stop.clone()));
+    let traffic_task = tokio::spawn(traffic::generate(DEMO_APP_ADDR, stop.clone()));
+    eprintln!(
+        "\nsidewatch demo: demo app on http://{DEMO_APP_ADDR} (JSON logs in {}),\n\
+         sidewatch on http://{}/metrics  /status  /readyz — Ctrl-C to stop.\n",
+        demo_dir().join("app.log").display(),
+        running.admin_addr(),
+    );
+    let result = running.wait().await;
+    stop.cancel();
+    let _ = tokio::join!(app_task, traffic_task);
+    result
+}
+
+/// `sidewatch demo --app-only`: only the demo app and its traffic, until
+/// shutdown — for a pod where sidewatch runs as its own sidecar container
+/// (the Helm chart's demo values), watching this one over loopback.
+pub async fn run_app_only(shutdown: Shutdown) -> Result<(), RunError> {
+    let (listener, log) = open_app().await?;
+    let stop = CancellationToken::new();
+    let app_task = tokio::spawn(app::serve(listener, log, stop.clone()));
+    let traffic_task = tokio::spawn(traffic::generate(DEMO_APP_ADDR, stop.clone()));
+    eprintln!(
+        "sidewatch demo --app-only: demo app on http://{DEMO_APP_ADDR} (JSON logs in {})",
+        demo_dir().join("app.log").display(),
+    );
+    shutdown.requested().await;
+    stop.cancel();
+    let _ = tokio::join!(app_task, traffic_task);
+    Ok(())
+}
+
+/// Binds the demo app's listener and opens its log file.
+async fn open_app() -> Result<(TcpListener, app::LogFile), RunError> {
     let listener = TcpListener::bind(DEMO_APP_ADDR)
         .await
         .map_err(|source| RunError::Bind {
@@ -48,19 +86,5 @@ pub async fn run(mut config: Config, shutdown: Shutdown) -> Result<(), RunError>
         key: "demo app log".into(),
         message: format!("cannot open {}: {e}", log_dir.display()),
     })?;
-    deps::add_reachable(&mut config, |name| std::env::var(name).ok()).await;
-    let running = crate::start(config, shutdown).await?;
-    let stop = CancellationToken::new();
-    let app_task = tokio::spawn(app::serve(listener, log, stop.clone()));
-    let traffic_task = tokio::spawn(traffic::generate(DEMO_APP_ADDR, stop.clone()));
-    eprintln!(
-        "\nsidewatch demo: demo app on http://{DEMO_APP_ADDR} (JSON logs in {}),\n\
-         sidewatch on http://{}/metrics  /status  /readyz — Ctrl-C to stop.\n",
-        log_dir.join("app.log").display(),
-        running.admin_addr(),
-    );
-    let result = running.wait().await;
-    stop.cancel();
-    let _ = tokio::join!(app_task, traffic_task);
-    result
+    Ok((listener, log))
 }
