@@ -58,6 +58,7 @@ fn dashboards_render_as_labelled_config_maps_and_zero_files_render_none() {
     let chart_copy = dir.path().join("sidewatch");
     copy_tree(&chart(), &chart_copy);
     let dashboards = chart_copy.join("dashboards");
+    std::fs::create_dir_all(&dashboards).unwrap();
     for entry in std::fs::read_dir(&dashboards).unwrap() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
     }
