@@ -43,6 +43,19 @@ enum Command {
     },
     /// Start a built-in demo app on 127.0.0.1:4799 and watch it: try `curl localhost:4790/metrics`.
     Demo,
+    /// Generate the recording and alert rules, the Helm PrometheusRule template and the
+    /// chart's dashboard copies from the SLO spec.
+    Rules {
+        /// Repository root the outputs are written under.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// The SLO spec (default: ROOT/alert-rules/slos.yaml).
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        /// Write nothing; exit 1 if any output is out of date.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 /// `--version` output: the crate version and the git revision.
@@ -62,6 +75,7 @@ fn main() -> ExitCode {
             Ok(config) => run(config, false),
             Err(errors) => config_failure(&errors),
         },
+        Command::Rules { root, spec, check } => rules(&root, spec.as_deref(), check),
         Command::Demo => match sidewatch::demo::config(&env) {
             Ok(config) => run(config, true),
             Err(errors) => config_failure(&errors),
@@ -85,6 +99,49 @@ fn check_config(file: &Path, env: &HashMap<String, String>) -> ExitCode {
             }
         },
         Err(errors) => config_failure(&errors),
+    }
+}
+
+/// `sidewatch rules`: exit 2 on an invalid spec, 1 when `--check` finds stale outputs.
+fn rules(root: &Path, spec: Option<&Path>, check: bool) -> ExitCode {
+    use sidewatch::slo;
+    let spec_path = spec.map_or_else(|| root.join(slo::SPEC), Path::to_path_buf);
+    let (spec, alerts) = match slo::load(&spec_path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("sidewatch: {}: {errors}", spec_path.display());
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    let files = match slo::outputs(root, &spec, &alerts) {
+        Ok(files) => files,
+        Err(error) => {
+            eprintln!("sidewatch: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if check {
+        let stale = slo::stale(root, &files);
+        for path in &stale {
+            eprintln!("out of date: {}", path.display());
+        }
+        return if stale.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    match slo::write(root, &files) {
+        Ok(()) => {
+            for (path, _) in &files {
+                println!("wrote {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("sidewatch: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
