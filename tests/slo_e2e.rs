@@ -1,6 +1,6 @@
 //! End to end: `sidewatch demo` (told to fail its health check) with a real
-//! PostgreSQL and Redis, scraped every second by a real Prometheus that loads
-//! the generated rule files. Through Prometheus's HTTP API: every rule group
+//! PostgreSQL and Redis, sidewatch and the demo app's own request metrics
+//! scraped every second by a real Prometheus that loads the generated rule files. Through Prometheus's HTTP API: every rule group
 //! loads healthy, every recording rule and every dashboard panel expression
 //! (variables substituted) parses and returns data — except those listed in
 //! [`NOT_PRODUCED`] with the reason — and `AppHealthCheckFailing` really fires.
@@ -25,7 +25,6 @@ const INSTALL: &str = "apt-get install -y prometheus";
 const NOT_PRODUCED: &[(&str, &str)] = &[
     ("container_", "cAdvisor series: no kubelet here"),
     ("kube_", "kube-state-metrics series: no Kubernetes here"),
-    ("http_request", "request metrics come from sidewatch's proxy or the app; the demo app exports none yet"),
     ("app_process_", "needs the app as a separate process (shareProcessNamespace); the demo app runs inside sidewatch"),
     ("app_container_", "the app container's limits come from Downward API env vars, unset here"),
     ("sidewatch_container_memory_limit_bytes", "sidewatch runs without a cgroup memory limit here"),
@@ -37,8 +36,6 @@ const NOT_PRODUCED: &[(&str, &str)] = &[
     ("sidewatch_sink_retries_total", "network sinks with retries (Loki/OTLP issue); the demo writes to stdout"),
     ("sidewatch_buffer_", "sink disk buffers (Loki/OTLP issue); the demo writes to stdout"),
     ("sidewatch_dead_letter_events_total", "dead-lettering network sinks (Loki/OTLP issue)"),
-    ("sidewatch_redactions_total", "the demo app's logs contain no secrets to redact"),
-    ("sidewatch_events_dropped_total", "nothing is filtered or dropped in the demo"),
 ];
 
 /// Dashboard variables as the test substitutes them. `$metric`/`$label`
@@ -46,7 +43,7 @@ const NOT_PRODUCED: &[(&str, &str)] = &[
 const VARIABLES: &[(&str, &str)] = &[
     ("$__rate_interval", "1m"),
     ("$namespace", "e2e"),
-    ("$job", "sidewatch"),
+    ("$job", "(sidewatch|demo-app)"),
     ("$pod", "demo-0"),
     ("$metric", "sidewatch_log_events_total"),
     ("$label", "source"),
@@ -109,17 +106,24 @@ fn start_demo(tmp: &Path, app_port: u16, database_url: &str, redis_url: &str) ->
     (reaper, addr)
 }
 
-fn start_prometheus(dir: &Path, port: u16, sidewatch: &str) -> Reaper {
+/// Prometheus scraping sidewatch (job `sidewatch`) and the demo app's own
+/// request metrics (job `demo-app`), both as pod `e2e/demo-0`.
+fn start_prometheus(dir: &Path, port: u16, sidewatch: &str, app: &str) -> Reaper {
     let program = support::require_program("prometheus", INSTALL);
     let rules = repo().join("alert-rules");
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-         rule_files:\n  - {}\n  - {}\n\
-         scrape_configs:\n  - job_name: sidewatch\n    static_configs:\n      \
-         - targets: ['{sidewatch}']\n        labels: {{namespace: e2e, pod: demo-0}}\n",
+    let mut config = format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+         rule_files: ['{}', '{}']\n\
+         scrape_configs:\n",
         rules.join("recording.yaml").display(),
         rules.join("alerts.yaml").display(),
     );
+    for (job, target) in [("sidewatch", sidewatch), ("demo-app", app)] {
+        config.push_str(&format!(
+            "  - job_name: {job}\n    static_configs:\n      \
+             - {{targets: ['{target}'], labels: {{namespace: e2e, pod: demo-0}}}}\n"
+        ));
+    }
     let file = dir.join("prometheus.yml");
     std::fs::write(&file, config).expect("write prometheus.yml");
     let child = Command::new(program)
@@ -227,8 +231,22 @@ fn expand(expr: &str, rules: &[(String, String)]) -> String {
     text
 }
 
+/// Whether `expr` names a metric starting with `prefix` (not inside a longer name).
+fn mentions(expr: &str, prefix: &str) -> bool {
+    expr.match_indices(prefix).any(|(at, _)| {
+        !expr[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    })
+}
+
 /// Checks one expression; `Err` says why it fails.
-async fn evaluate(base: &str, expr: &str, rules: &[(String, String)]) -> Result<Option<&'static str>, String> {
+async fn evaluate(
+    base: &str,
+    expr: &str,
+    rules: &[(String, String)],
+) -> Result<Option<String>, String> {
     let answer = api(base, "query", &[("query", expr)])
         .await
         .ok_or("no answer")?;
@@ -242,24 +260,23 @@ async fn evaluate(base: &str, expr: &str, rules: &[(String, String)]) -> Result<
         return Ok(None);
     }
     let expanded = expand(expr, rules);
+    let mut reasons = Vec::new();
     for (prefix, reason) in NOT_PRODUCED {
-        if expanded.contains(prefix) {
-            let present = api(
-                base,
-                "query",
-                &[("query", &format!("count({{__name__=~\"{prefix}.*\"}})"))],
-            )
-            .await;
-            let present = present.is_some_and(|a| {
+        if mentions(&expanded, prefix) {
+            let count = format!("count({{__name__=~\"{prefix}.*\"}})");
+            let present = api(base, "query", &[("query", &count)]).await;
+            if present.is_some_and(|a| {
                 a["data"]["result"]
                     .as_array()
                     .is_some_and(|r| !r.is_empty())
-            });
-            if present {
+            }) {
                 return Err(format!("returns nothing although {prefix}* series exist"));
             }
-            return Ok(Some(reason));
+            reasons.push(*reason);
         }
+    }
+    if !reasons.is_empty() {
+        return Ok(Some(reasons.join("; ")));
     }
     Err("returns nothing".into())
 }
@@ -275,21 +292,18 @@ async fn rules_and_dashboards_work_against_a_real_prometheus() {
         "postgres://watcher:e2e-pw@127.0.0.1:{}/postgres?sslmode=disable",
         pg.port
     );
-    let (_demo, admin) = start_demo(dir.path(), free_port(), &database_url, &redis.url(""));
+    let app_port = free_port();
+    let (_demo, admin) = start_demo(dir.path(), app_port, &database_url, &redis.url(""));
     let port = free_port();
-    let _prometheus = start_prometheus(dir.path(), port, &admin);
+    let _prometheus = start_prometheus(dir.path(), port, &admin, &format!("127.0.0.1:{app_port}"));
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
 
-    wait_for(
-        "the sidewatch target to be up",
-        Duration::from_secs(30),
-        || async {
-            let targets = api(&base, "targets", &[]).await?;
-            let active = targets["data"]["activeTargets"].as_array()?.clone();
-            active.iter().any(|t| t["health"] == "up").then_some(())
-        },
-    )
+    wait_for("both targets to be up", Duration::from_secs(30), || async {
+        let targets = api(&base, "targets", &[]).await?;
+        let active = targets["data"]["activeTargets"].as_array()?.clone();
+        (active.len() == 2 && active.iter().all(|t| t["health"] == "up")).then_some(())
+    })
     .await;
     wait_for(
         "every rule to evaluate healthy",

@@ -5,6 +5,7 @@
 
 mod app;
 mod deps;
+mod metrics;
 mod traffic;
 
 use std::collections::HashMap;
