@@ -253,10 +253,14 @@ async fn evaluate(
     if answer["status"] != "success" {
         return Err(format!("does not evaluate: {}", answer["error"]));
     }
-    if answer["data"]["result"]
+    let result = answer["data"]["result"]
         .as_array()
-        .is_some_and(|r| !r.is_empty())
-    {
+        .cloned()
+        .unwrap_or_default();
+    if result.iter().any(|series| series["value"][1] == "NaN") {
+        return Err(format!("returns NaN: {}", answer["data"]));
+    }
+    if !result.is_empty() {
         return Ok(None);
     }
     let expanded = expand(expr, rules);
