@@ -264,10 +264,34 @@ fn bad_specs_name_the_field_and_exit_2() {
         !root.path().join(slo::ALERTS).exists(),
         "nothing is written for a bad spec"
     );
-    let (code, stderr) = rules_with("alerts:\n  latency_p95: {threshold: 1}\n", root.path());
+    // A valid non-default spec: another selector, sidewatch's resource series.
+    let spec = "selector: 'namespace=\"chat\"'\nresources: sidewatch\n\
+                business: {received: in_total, processed: out_total}\n\
+                alerts:\n  latency_p95: {threshold: 1}\n  cpu: {enabled: false}\n";
+    let (code, stderr) = rules_with(spec, root.path());
     assert_eq!(code, Some(0), "{stderr}");
     let alerts = std::fs::read_to_string(root.path().join(slo::ALERTS)).expect("alerts written");
     assert!(alerts.contains("p95_rate5m > 1'"), "{alerts}");
+    assert!(
+        alerts.contains("app_process_resident_memory_bytes{namespace=\"chat\"}"),
+        "{alerts}"
+    );
+    assert!(alerts.contains("up{namespace=\"chat\"} == 0"), "{alerts}");
+    assert!(
+        !alerts.contains("ContainerCpuHigh") && alerts.contains("WorkStalled"),
+        "{alerts}"
+    );
+    let promtool = support::require_program("promtool", INSTALL);
+    let output = Command::new(promtool)
+        .args(["check", "rules", slo::RECORDING, slo::ALERTS])
+        .current_dir(root.path())
+        .output()
+        .expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     let check = Command::new(BIN)
         .args(["rules", "--check", "--root"])
         .arg(root.path())
@@ -276,6 +300,22 @@ fn bad_specs_name_the_field_and_exit_2() {
         .output()
         .expect("runs");
     assert_eq!(check.status.code(), Some(0), "fresh outputs pass --check");
+    let orphan = root.path().join(slo::HELM_DASHBOARDS).join("gone.json");
+    std::fs::create_dir_all(orphan.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&orphan, "{}").expect("write");
+    let check = Command::new(BIN)
+        .args(["rules", "--check", "--root"])
+        .arg(root.path())
+        .arg("--spec")
+        .arg(root.path().join("slos.yaml"))
+        .output()
+        .expect("runs");
+    assert_eq!(
+        check.status.code(),
+        Some(1),
+        "a copy of a removed dashboard is stale"
+    );
+    std::fs::remove_file(&orphan).expect("remove");
     std::fs::write(root.path().join(slo::ALERTS), "stale").expect("write");
     let check = Command::new(BIN)
         .args(["rules", "--check", "--root"])

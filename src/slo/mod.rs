@@ -116,19 +116,40 @@ pub fn dashboards(root: &Path) -> Result<Vec<PathBuf>, RulesError> {
     Ok(found)
 }
 
-/// Outputs whose file under `root` is missing or differs.
+/// Outputs whose file under `root` is missing or differs, and chart copies
+/// of dashboards that no longer exist.
 pub fn stale(root: &Path, files: &[(PathBuf, String)]) -> Vec<PathBuf> {
-    files
+    let mut stale: Vec<PathBuf> = files
         .iter()
         .filter(|(path, text)| {
             std::fs::read_to_string(root.join(path)).ok().as_deref() != Some(text.as_str())
         })
         .map(|(path, _)| path.clone())
+        .collect();
+    stale.extend(orphans(root, files));
+    stale
+}
+
+/// `helm/sidewatch/dashboards/*.json` files that are not outputs.
+fn orphans(root: &Path, files: &[(PathBuf, String)]) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(root.join(HELM_DASHBOARDS)) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.path().strip_prefix(root).ok().map(Path::to_path_buf))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| !files.iter().any(|(out, _)| out == p))
         .collect()
 }
 
-/// Writes the outputs under `root`, creating directories.
+/// Writes the outputs under `root`, creating directories, and removes chart
+/// copies of dashboards that no longer exist.
 pub fn write(root: &Path, files: &[(PathBuf, String)]) -> Result<(), RulesError> {
+    for orphan in orphans(root, files) {
+        let path = root.join(orphan);
+        std::fs::remove_file(&path).map_err(|source| RulesError::Io { path, source })?;
+    }
     for (path, text) in files {
         let path = root.join(path);
         if let Some(dir) = path.parent() {
