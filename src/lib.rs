@@ -16,6 +16,7 @@ pub mod demo;
 pub mod inject;
 pub mod logs;
 pub mod shutdown;
+pub mod slo;
 pub mod telemetry;
 
 pub use app::{start, RunError, Running};

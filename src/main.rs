@@ -49,6 +49,19 @@ enum Command {
     },
     /// Add the sidecar to Kubernetes manifests (files or stdin) and print them.
     Inject(InjectArgs),
+    /// Generate the recording and alert rules, the Helm PrometheusRule template and the
+    /// chart's dashboard copies from the SLO spec.
+    Rules {
+        /// Repository root the outputs are written under.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// The SLO spec (default: ROOT/alert-rules/slos.yaml).
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        /// Write nothing; exit 1 if any output is out of date.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 /// `sidewatch inject` options.
@@ -109,6 +122,7 @@ fn main() -> ExitCode {
             Err(errors) => config_failure(&errors),
         },
         Command::Inject(args) => inject(args),
+        Command::Rules { root, spec, check } => rules(&root, spec.as_deref(), check),
         Command::Demo { app_only } => match sidewatch::demo::config(&env) {
             Ok(config) if app_only => run(config, Mode::DemoAppOnly),
             Ok(config) => run(config, Mode::Demo),
@@ -194,6 +208,49 @@ fn inject(args: InjectArgs) -> ExitCode {
         Err(error) => {
             eprintln!("sidewatch inject: {error}");
             ExitCode::from(CONFIG_ERROR)
+        }
+    }
+}
+
+/// `sidewatch rules`: exit 2 on an invalid spec, 1 when `--check` finds stale outputs.
+fn rules(root: &Path, spec: Option<&Path>, check: bool) -> ExitCode {
+    use sidewatch::slo;
+    let spec_path = spec.map_or_else(|| root.join(slo::SPEC), Path::to_path_buf);
+    let (spec, alerts) = match slo::load(&spec_path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("sidewatch: {}: {errors}", spec_path.display());
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    let files = match slo::outputs(root, &spec, &alerts) {
+        Ok(files) => files,
+        Err(error) => {
+            eprintln!("sidewatch: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if check {
+        let stale = slo::stale(root, &files);
+        for path in &stale {
+            eprintln!("out of date: {}", path.display());
+        }
+        return if stale.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    match slo::write(root, &files) {
+        Ok(()) => {
+            for (path, _) in &files {
+                println!("wrote {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("sidewatch: {error}");
+            ExitCode::FAILURE
         }
     }
 }

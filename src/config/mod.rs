@@ -13,7 +13,7 @@ mod redis;
 mod secret;
 mod validate;
 
-pub use load::{load, load_from_str, ConfigErrors, Format};
+pub use load::{load, load_from_str, ConfigError, ConfigErrors, Format};
 pub use pools::{
     PoolMapping, PoolSource, PoolsConfig, Preset, SourceKind, TimeUnit, RESERVED_FAMILY_PREFIXES,
 };

@@ -1,6 +1,7 @@
 //! The demo app: a few routes with realistic latencies and some 4xx/5xx, a
 //! JSON `/health` with checks that fail now and then, a pool-stats endpoint,
-//! and one JSON log line per request with its `request_id`.
+//! one JSON log line per request with its `request_id`, and request metrics
+//! on `/metrics`.
 
 use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
@@ -19,6 +20,8 @@ use rand::Rng;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use super::metrics::AppMetrics;
 
 /// Lines after which the demo app rotates its log by rename (`app.log` →
 /// `app.log.1`), as logrotate would, to show the tailer following it.
@@ -66,9 +69,34 @@ impl LogFile {
     }
 }
 
+/// A way the demo app can be told to misbehave (to watch alerts fire).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Fault {
+    /// Behaves as usual.
+    #[default]
+    None,
+    /// `/health` always reports `fail` with its `db` check failing.
+    HealthDown,
+    /// Half of the API requests answer 500.
+    Errors,
+}
+
+impl Fault {
+    /// Parses the `SIDEWATCH_DEMO_FAULT` value (unset or empty: none).
+    pub fn from_env(value: Option<&str>) -> Result<Self, String> {
+        match value.unwrap_or("") {
+            "" | "none" => Ok(Fault::None),
+            "health-down" => Ok(Fault::HealthDown),
+            "errors" => Ok(Fault::Errors),
+            other => Err(format!("expected health-down or errors, got {other:?}")),
+        }
+    }
+}
+
 /// Serves the demo app until `stop`.
-pub async fn serve(listener: TcpListener, log: LogFile, stop: CancellationToken) {
+pub async fn serve(listener: TcpListener, log: LogFile, fault: Fault, stop: CancellationToken) {
     let started = Instant::now();
+    let metrics = AppMetrics::default();
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -78,7 +106,10 @@ pub async fn serve(listener: TcpListener, log: LogFile, stop: CancellationToken)
             () = stop.cancelled() => return,
         };
         let log = log.clone();
-        let service = service_fn(move |request| handle(request, log.clone(), started));
+        let metrics = metrics.clone();
+        let service = service_fn(move |request| {
+            handle(request, log.clone(), metrics.clone(), started, fault)
+        });
         let stop = stop.clone();
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
@@ -94,20 +125,35 @@ pub async fn serve(listener: TcpListener, log: LogFile, stop: CancellationToken)
 async fn handle(
     request: Request<Incoming>,
     log: LogFile,
+    metrics: AppMetrics,
     started: Instant,
+    fault: Fault,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let begin = Instant::now();
     let path = request.uri().path().to_owned();
+    if path == "/metrics" {
+        return Ok(Response::builder()
+            .header("content-type", crate::telemetry::expfmt::OPENMETRICS_TEXT)
+            .body(Full::new(Bytes::from(metrics.encode())))
+            .unwrap_or_default());
+    }
     let request_id = request
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .unwrap_or_else(|| format!("req-{:08x}", rand::rng().random::<u32>()));
-    let (status, body, route) = respond(&path, started).await;
+    let (status, body, route) = respond(&path, started, fault).await;
     let latency_ms = begin.elapsed().as_millis() as u64;
-    // Probes and pool polls are not app traffic: they are not logged.
+    // Probes and pool polls are not app traffic: they are not logged or counted.
     if route != "/health" && route != "/debug/pools" {
+        let method = request.method().as_str();
+        metrics.observe(
+            method,
+            route,
+            status.as_u16(),
+            begin.elapsed().as_secs_f64(),
+        );
         let level = match status.as_u16() {
             500.. => "error",
             400.. => "warn",
@@ -133,8 +179,16 @@ async fn handle(
         .unwrap_or_default())
 }
 
-async fn respond(path: &str, started: Instant) -> (StatusCode, serde_json::Value, &'static str) {
+async fn respond(
+    path: &str,
+    started: Instant,
+    fault: Fault,
+) -> (StatusCode, serde_json::Value, &'static str) {
     let (latency, fail_share, route) = match path {
+        "/health" if fault == Fault::HealthDown => {
+            let body = json!({ "status": "fail", "checks": { "db": "fail", "redis": "ok", "queue": "ok" } });
+            return (StatusCode::SERVICE_UNAVAILABLE, body, "/health");
+        }
         "/health" => return (StatusCode::OK, health(started), "/health"),
         "/debug/pools" => return (StatusCode::OK, pools(), "/debug/pools"),
         "/api/chat" => ((40, 400), 0.02, "/api/chat"),
@@ -147,6 +201,11 @@ async fn respond(path: &str, started: Instant) -> (StatusCode, serde_json::Value
                 "unmatched",
             )
         }
+    };
+    let fail_share = if fault == Fault::Errors {
+        0.5
+    } else {
+        fail_share
     };
     let (status, millis) = {
         let mut rng = rand::rng();

@@ -5,6 +5,7 @@
 
 mod app;
 mod deps;
+mod metrics;
 mod traffic;
 
 use std::collections::HashMap;
@@ -18,14 +19,36 @@ use crate::{RunError, Shutdown};
 
 /// The configuration the demo runs with (also an example config).
 pub const DEMO_CONFIG: &str = include_str!("../../examples/demo.toml");
-/// Where the demo app listens.
+/// Where the demo app listens by default.
 pub const DEMO_APP_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 4799);
+/// Env var moving the demo app to another address (tests use a random port).
+pub const APP_ADDR_ENV: &str = "SIDEWATCH_DEMO_APP_ADDR";
+/// Env var making the demo app misbehave: `health-down` or `errors` (see [`Fault`]).
+pub const FAULT_ENV: &str = "SIDEWATCH_DEMO_FAULT";
 
-/// The demo's config: [`DEMO_CONFIG`] with `SIDEWATCH__*` overrides from `env`.
+pub use app::Fault;
+
+/// The demo's config: [`DEMO_CONFIG`] with `SIDEWATCH__*` overrides from `env`,
+/// pointed at the demo app's address ([`APP_ADDR_ENV`]).
 pub fn config(env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
-    let text = DEMO_CONFIG.replace("{demo_dir}", &demo_dir().display().to_string());
+    let app_addr = app_addr(|name| env.get(name).cloned())?;
+    let text = DEMO_CONFIG
+        .replace("{demo_dir}", &demo_dir().display().to_string())
+        .replace(&DEMO_APP_ADDR.to_string(), &app_addr.to_string());
+    Fault::from_env(env.get(FAULT_ENV).map(String::as_str))
+        .map_err(|message| ConfigErrors::one(FAULT_ENV, message))?;
     config::load_from_str(&text, Format::Toml, env)
+}
+
+/// The demo app's address: [`APP_ADDR_ENV`], else [`DEMO_APP_ADDR`].
+fn app_addr(lookup: impl Fn(&str) -> Option<String>) -> Result<SocketAddr, ConfigErrors> {
+    match lookup(APP_ADDR_ENV) {
+        None => Ok(DEMO_APP_ADDR),
+        Some(text) => text.parse().map_err(|_| {
+            ConfigErrors::one(APP_ADDR_ENV, format!("expected ip:port, got {text:?}"))
+        }),
+    }
 }
 
 /// The demo's temp directory: the app's log (`app.log`) and sidewatch's
@@ -36,14 +59,14 @@ pub fn demo_dir() -> std::path::PathBuf {
 
 /// Starts the demo app and its traffic, then runs sidewatch against it until shutdown.
 pub async fn run(mut config: Config, shutdown: Shutdown) -> Result<(), RunError> {
-    let (listener, log) = open_app().await?;
+    let app = open_app().await?;
     deps::add_reachable(&mut config, |name| std::env::var(name).ok()).await;
     let running = crate::start(config, shutdown).await?;
     let stop = CancellationToken::new();
-    let app_task = tokio::spawn(app::serve(listener, log, stop.clone()));
-    let traffic_task = tokio::spawn(traffic::generate(DEMO_APP_ADDR, stop.clone()));
+    let app_addr = app.addr;
+    let (app_task, traffic_task) = app.spawn(&stop);
     eprintln!(
-        "\nsidewatch demo: demo app on http://{DEMO_APP_ADDR} (JSON logs in {}),\n\
+        "\nsidewatch demo: demo app on http://{app_addr} (JSON logs in {}),\n\
          sidewatch on http://{}/metrics  /status  /readyz — Ctrl-C to stop.\n",
         demo_dir().join("app.log").display(),
         running.admin_addr(),
@@ -58,12 +81,12 @@ pub async fn run(mut config: Config, shutdown: Shutdown) -> Result<(), RunError>
 /// shutdown — for a pod where sidewatch runs as its own sidecar container
 /// (the Helm chart's demo values), watching this one over loopback.
 pub async fn run_app_only(shutdown: Shutdown) -> Result<(), RunError> {
-    let (listener, log) = open_app().await?;
+    let app = open_app().await?;
     let stop = CancellationToken::new();
-    let app_task = tokio::spawn(app::serve(listener, log, stop.clone()));
-    let traffic_task = tokio::spawn(traffic::generate(DEMO_APP_ADDR, stop.clone()));
+    let app_addr = app.addr;
+    let (app_task, traffic_task) = app.spawn(&stop);
     eprintln!(
-        "sidewatch demo --app-only: demo app on http://{DEMO_APP_ADDR} (JSON logs in {})",
+        "sidewatch demo --app-only: demo app on http://{app_addr} (JSON logs in {})",
         demo_dir().join("app.log").display(),
     );
     shutdown.requested().await;
@@ -72,13 +95,47 @@ pub async fn run_app_only(shutdown: Shutdown) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Binds the demo app's listener and opens its log file.
-async fn open_app() -> Result<(TcpListener, app::LogFile), RunError> {
-    let listener = TcpListener::bind(DEMO_APP_ADDR)
+/// The demo app, bound and with its log open, not serving yet.
+struct DemoApp {
+    listener: TcpListener,
+    log: app::LogFile,
+    addr: SocketAddr,
+    fault: Fault,
+}
+
+impl DemoApp {
+    /// Serves the app and starts its traffic generator until `stop`.
+    fn spawn(
+        self,
+        stop: &CancellationToken,
+    ) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+        let app = tokio::spawn(app::serve(
+            self.listener,
+            self.log,
+            self.fault,
+            stop.clone(),
+        ));
+        let traffic = tokio::spawn(traffic::generate(self.addr, stop.clone()));
+        (app, traffic)
+    }
+}
+
+/// Binds the demo app's listener ([`APP_ADDR_ENV`]) and opens its log file;
+/// reads the fault to inject ([`FAULT_ENV`]).
+async fn open_app() -> Result<DemoApp, RunError> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let bad_env = |e: ConfigErrors| RunError::Build {
+        key: "demo".into(),
+        message: e.to_string(),
+    };
+    let addr = app_addr(lookup).map_err(bad_env)?;
+    let fault = Fault::from_env(lookup(FAULT_ENV).as_deref())
+        .map_err(|m| bad_env(ConfigErrors::one(FAULT_ENV, m)))?;
+    let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| RunError::Bind {
             key: "demo app",
-            addr: DEMO_APP_ADDR,
+            addr,
             source,
         })?;
     let log_dir = demo_dir();
@@ -86,5 +143,10 @@ async fn open_app() -> Result<(TcpListener, app::LogFile), RunError> {
         key: "demo app log".into(),
         message: format!("cannot open {}: {e}", log_dir.display()),
     })?;
-    Ok((listener, log))
+    Ok(DemoApp {
+        listener,
+        log,
+        addr,
+        fault,
+    })
 }
