@@ -20,6 +20,9 @@ pub mod slo;
 pub mod telemetry;
 
 pub use app::{start, RunError, Running};
+
+/// Exit code for invalid configuration, input or unusable resources.
+pub const EXIT_CONFIG: u8 = 2;
 pub use config::Config;
 pub use shutdown::Shutdown;
 

@@ -20,7 +20,7 @@ use sidewatch::{shutdown, Shutdown};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit code for invalid configuration or unusable resources.
-const CONFIG_ERROR: u8 = 2;
+const CONFIG_ERROR: u8 = sidewatch::EXIT_CONFIG;
 
 /// The observability sidecar: health probes, process and dependency metrics on /metrics.
 #[derive(Debug, Parser)]
@@ -49,7 +49,7 @@ enum Command {
         app_only: bool,
     },
     /// Add the sidecar to Kubernetes manifests (files or stdin) and print them.
-    Inject(InjectArgs),
+    Inject(sidewatch::inject::cli::Args),
     /// Generate the recording and alert rules, the Helm PrometheusRule template and the
     /// chart's dashboard copies from the SLO spec.
     Rules {
@@ -63,46 +63,6 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-}
-
-/// `sidewatch inject` options.
-#[derive(Debug, clap::Args)]
-struct InjectArgs {
-    /// Manifest files (multi-document YAML); `-` or none reads stdin.
-    files: Vec<PathBuf>,
-    /// More manifest files, as in kubectl.
-    #[arg(short = 'f', long = "filename")]
-    filename: Vec<PathBuf>,
-    /// A classic sidecar (second container) instead of the native one (init container with restartPolicy: Always, Kubernetes >= 1.29).
-    #[arg(long)]
-    classic: bool,
-    /// The sidewatch image.
-    #[arg(long)]
-    image: Option<String>,
-    /// The ConfigMap holding sidewatch.yaml (the chart's `<fullname>-config`).
-    #[arg(long, default_value = "sidewatch-config")]
-    config_map: String,
-    /// The sidewatch.io/instance pod label the chart's PodMonitor selects (the chart's full name).
-    #[arg(long, default_value = "sidewatch")]
-    instance: String,
-    /// The app container (default: the first container); annotation sidewatch.io/app-container wins.
-    #[arg(long)]
-    app_container: Option<String>,
-    /// Share this log directory (an emptyDir) between the app and sidewatch; annotation sidewatch.io/log-path wins.
-    #[arg(long)]
-    log_path: Option<String>,
-    /// Proxy mode with port takeover for every workload (annotation sidewatch.io/app-port turns it on for one).
-    #[arg(long)]
-    port_takeover: bool,
-    /// The app port to take over, by name or number (default: the app's first port).
-    #[arg(long)]
-    app_port: Option<String>,
-    /// Do not add prometheus.io/* scrape annotations (a PodMonitor selects the pods by label anyway).
-    #[arg(long)]
-    no_annotations: bool,
-    /// Print a unified diff of what would change instead of the manifests.
-    #[arg(long)]
-    dry_run: bool,
 }
 
 /// `--version` output: the crate version and the git revision.
@@ -146,8 +106,10 @@ fn main() -> ExitCode {
             Ok(config) => run(config, Mode::Sidecar),
             Err(errors) => config_failure(&errors),
         },
-        Command::Inject(args) => inject(args),
-        Command::Rules { root, spec, check } => rules(&root, spec.as_deref(), check),
+        Command::Inject(args) => sidewatch::inject::cli::command(args),
+        Command::Rules { root, spec, check } => {
+            sidewatch::slo::cli::command(&root, spec.as_deref(), check)
+        }
         Command::Demo { app_only } => match sidewatch::demo::config(&env) {
             Ok(config) if app_only => run(config, Mode::DemoAppOnly),
             Ok(config) => run(config, Mode::Demo),
@@ -172,111 +134,6 @@ fn check_config(file: &Path, env: &HashMap<String, String>) -> ExitCode {
             }
         },
         Err(errors) => config_failure(&errors),
-    }
-}
-
-fn inject(args: InjectArgs) -> ExitCode {
-    use std::io::{Read, Write};
-    let mut files = args.files;
-    files.extend(args.filename);
-    if files.is_empty() {
-        files.push(PathBuf::from("-"));
-    }
-    let mut inputs = Vec::with_capacity(files.len());
-    for file in &files {
-        let read = if file.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map(|_| ("<stdin>".to_owned(), text))
-        } else {
-            std::fs::read_to_string(file).map(|text| (file.display().to_string(), text))
-        };
-        match read {
-            Ok(input) => inputs.push(input),
-            Err(error) => {
-                eprintln!("sidewatch inject: cannot read {}: {error}", file.display());
-                return ExitCode::from(CONFIG_ERROR);
-            }
-        }
-    }
-    let defaults = sidewatch::inject::Options::default();
-    let options = sidewatch::inject::Options {
-        native: !args.classic,
-        image: args.image.unwrap_or(defaults.image),
-        config_map: args.config_map,
-        instance: args.instance,
-        app_container: args.app_container,
-        log_path: args.log_path,
-        port_takeover: args.port_takeover,
-        app_port: args.app_port,
-        scrape_annotations: !args.no_annotations,
-    };
-    match sidewatch::inject::run(&inputs, &options) {
-        Ok(injected) => {
-            for note in &injected.notes {
-                eprintln!("sidewatch inject: {note}");
-            }
-            let out = if args.dry_run {
-                &injected.diff
-            } else {
-                &injected.yaml
-            };
-            match std::io::stdout().lock().write_all(out.as_bytes()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("sidewatch inject: cannot write: {error}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Err(error) => {
-            eprintln!("sidewatch inject: {error}");
-            ExitCode::from(CONFIG_ERROR)
-        }
-    }
-}
-
-/// `sidewatch rules`: exit 2 on an invalid spec, 1 when `--check` finds stale outputs.
-fn rules(root: &Path, spec: Option<&Path>, check: bool) -> ExitCode {
-    use sidewatch::slo;
-    let spec_path = spec.map_or_else(|| root.join(slo::SPEC), Path::to_path_buf);
-    let (spec, alerts) = match slo::load(&spec_path) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
-            eprintln!("sidewatch: {}: {errors}", spec_path.display());
-            return ExitCode::from(CONFIG_ERROR);
-        }
-    };
-    let files = match slo::outputs(root, &spec, &alerts) {
-        Ok(files) => files,
-        Err(error) => {
-            eprintln!("sidewatch: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if check {
-        let stale = slo::stale(root, &files);
-        for path in &stale {
-            eprintln!("out of date: {}", path.display());
-        }
-        return if stale.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
-    }
-    match slo::write(root, &files) {
-        Ok(()) => {
-            for (path, _) in &files {
-                println!("wrote {}", path.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("sidewatch: {error}");
-            ExitCode::FAILURE
-        }
     }
 }
 

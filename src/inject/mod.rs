@@ -7,6 +7,7 @@
 //! container is left as it is. Documents and keys keep their order and
 //! content; comments are lost. Other kinds pass through unchanged with a note.
 
+pub mod cli;
 mod diff;
 mod pod;
 mod sidecar;

@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod catalog;
+pub mod cli;
 pub mod model;
 pub mod recording;
 pub mod spec;
