@@ -18,29 +18,9 @@ bin=${CARGO_TARGET_DIR:-$PWD/target}/release/sidewatch
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/logs" "$work/state"
+mkdir -p "$work/logs"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$work/sidewatch.toml" <<TOML
-[admin]
-listen = "127.0.0.1:$port"
-[self_log]
-level = "warn"
-[process]
-enabled = false
-[logs]
-state_dir = "$work/state"
-[[logs.sources]]
-name = "soak"
-include = ["$work/logs/app.log*"]
-[[logs.sinks]]
-type = "stdout"
-TOML
-
-delivered() {
-  curl -s "http://127.0.0.1:$port/metrics" 2>/dev/null |
-    awk '/^sidewatch_sink_events_total\{.*outcome="delivered"/ {print $2}' | head -1
-}
+. benches/log_setup.sh "$work/logs/app.log*"
 
 "$bin" run --config "$work/sidewatch.toml" > /dev/null &
 pid=$!

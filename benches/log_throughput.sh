@@ -44,26 +44,7 @@ peak_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 now() { date +%s.%N; }
 
 # ---- sidewatch
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$work/sidewatch.toml" <<TOML
-[admin]
-listen = "127.0.0.1:$port"
-[self_log]
-level = "warn"
-[process]
-enabled = false
-[logs]
-state_dir = "$work/state"
-[[logs.sources]]
-name = "bench"
-include = ["$work/app.log"]
-[[logs.sinks]]
-type = "stdout"
-TOML
-delivered() {
-  curl -s "http://127.0.0.1:$port/metrics" 2>/dev/null |
-    awk '/^sidewatch_sink_events_total\{.*outcome="delivered"/ {print $2}' | head -1
-}
+. benches/log_setup.sh "$work/app.log"
 echo "== sidewatch"
 start=$(now)
 "$bin" run --config "$work/sidewatch.toml" > /dev/null &
