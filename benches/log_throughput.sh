@@ -25,15 +25,16 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 echo "== generating $lines lines"
 python3 - "$work/app.log" "$lines" <<'PY'
-import sys
+import json, sys
 path, n = sys.argv[1], int(sys.argv[2])
 with open(path, "w") as f:
     for i in range(n):
         line = ('{"timestamp":"2025-12-07T10:30:00.%03dZ","level":"info","request_id":"req-%08x",'
                 '"message":"Chat message processed","intent":"faq","latency_ms":%d,'
-                '"pod":"chatbot-service-xyz","user":"u%d"' % (i % 1000, i, i % 2000, i))
-        line += ',"pad":"' + "x" * (197 - len(line) - 9) + '"}'
-        f.write(line[:199] + "\n")
+                '"user":"u%d","pad":"' % (i % 1000, i, i % 2000, i))
+        line += "x" * (197 - len(line)) + '"}'  # 199 characters + newline
+        json.loads(line)  # every line is valid JSON
+        f.write(line + "\n")
 PY
 size=$(stat -c %s "$work/app.log")
 echo "   $(awk -v s="$size" -v n="$lines" 'BEGIN {printf "%.1f MiB, %.0f bytes/line", s/1048576, s/n}')"
