@@ -17,7 +17,9 @@ use crate::collect::redis::{RedisCollector, RedisMetrics};
 use crate::collect::scheduler::{self, CollectorMetrics};
 use crate::collect::Collector;
 use crate::config::{Config, PodInfo};
+use crate::logs::rules::LogRules;
 use crate::shutdown::{self, Shutdown};
+use crate::telemetry::cardinality::OverflowMetrics;
 use crate::telemetry::{self, process::ProcessCollector};
 
 /// How long tasks get to finish after they are told to stop.
@@ -106,13 +108,26 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         .process
         .enabled
         .then(|| ProcessCollector::build(&config.process, &mut registry));
-    let pipeline =
-        crate::logs::Pipeline::build(&config.logs, &pod, &mut registry).map_err(|e| {
-            RunError::Build {
-                key: e.key,
-                message: e.message,
-            }
-        })?;
+    let overflow = if config.log_metrics.is_empty() && !config.statsd.enabled {
+        OverflowMetrics::register(&mut prometheus_client::registry::Registry::default())
+    } else {
+        OverflowMetrics::register(&mut registry)
+    };
+    let build_error = |e: crate::logs::BuildError| RunError::Build {
+        key: e.key,
+        message: e.message,
+    };
+    let rules = LogRules::build(
+        &config.log_metrics,
+        &config.routes,
+        &config.logs.stages.correlate.target,
+        &overflow,
+        &mut registry,
+    )
+    .map_err(build_error)?;
+    let pipeline = crate::logs::Pipeline::build(&config.logs, &pod, &mut registry)
+        .map_err(build_error)?
+        .map(|pipeline| pipeline.with_rules(rules));
     let pipeline_latch = pipeline.is_some().then(|| readiness.latch("pipeline"));
 
     let stop = CancellationToken::new();

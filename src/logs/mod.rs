@@ -19,6 +19,7 @@
 pub mod ack;
 pub mod event;
 pub mod metrics;
+pub mod rules;
 pub mod sink;
 pub mod source;
 pub mod stage;
@@ -155,6 +156,12 @@ impl Pipeline {
             sinks,
             queue: config.queue_batches.max(1),
         }))
+    }
+
+    /// Adds the log-derived metric rules ([`rules::LogRules`]).
+    pub fn with_rules(mut self, rules: Option<rules::LogRules>) -> Self {
+        self.stages.set_rules(rules);
+        self
     }
 
     /// Starts every task on `tasks`. When `stop` is cancelled the pipeline
