@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod logs;
 pub mod shutdown;
+pub mod statsd;
 pub mod telemetry;
 
 pub use app::{start, RunError, Running};
