@@ -18,13 +18,16 @@ use crate::{RunError, Shutdown};
 
 /// The configuration the demo runs with (also an example config).
 pub const DEMO_CONFIG: &str = include_str!("../../examples/demo.toml");
+/// The ready-made log rule set the demo appends to [`DEMO_CONFIG`].
+pub const DEMO_LOG_METRICS: &str = include_str!("../../examples/log-metrics.toml");
 /// Where the demo app listens.
 pub const DEMO_APP_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 4799);
 
 /// The demo's config: [`DEMO_CONFIG`] with `SIDEWATCH__*` overrides from `env`.
 pub fn config(env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
-    let text = DEMO_CONFIG.replace("{demo_dir}", &demo_dir().display().to_string());
+    let text = format!("{DEMO_CONFIG}\n{DEMO_LOG_METRICS}")
+        .replace("{demo_dir}", &demo_dir().display().to_string());
     config::load_from_str(&text, Format::Toml, env)
 }
 
