@@ -74,20 +74,38 @@ impl KeyBuilder {
 
     /// Appends the next label value (raw; escaped and cut here).
     pub fn push(&mut self, value: &str) {
-        if self.count > 0 {
-            self.key.push(SEPARATOR);
-        }
-        self.count += 1;
-        let value = match value.char_indices().nth(MAX_VALUE_CHARS) {
-            Some((cut, _)) => &value[..cut],
-            None => value,
+        self.separate();
+        let value = if value.len() <= MAX_VALUE_CHARS {
+            value
+        } else {
+            match value.char_indices().nth(MAX_VALUE_CHARS) {
+                Some((cut, _)) => &value[..cut],
+                None => value,
+            }
         };
-        if value.contains(SEPARATOR) {
+        if !value.contains(['\\', '"', '\n', SEPARATOR]) {
+            self.key.push_str(value);
+        } else if value.contains(SEPARATOR) {
             let cleaned = value.replace(SEPARATOR, "\u{fffd}");
             self.key.push_str(&escape_label_value(&cleaned));
         } else {
             self.key.push_str(&escape_label_value(value));
         }
+    }
+
+    /// Appends the next label value written by `Display` (numbers: nothing
+    /// to escape, and no intermediate string).
+    pub fn push_display(&mut self, value: impl std::fmt::Display) {
+        use std::fmt::Write as _;
+        self.separate();
+        let _ = write!(self.key, "{value}");
+    }
+
+    fn separate(&mut self) {
+        if self.count > 0 {
+            self.key.push(SEPARATOR);
+        }
+        self.count += 1;
     }
 
     /// The key built so far.

@@ -4,6 +4,8 @@
 //! digits, long base64-ish tokens — collapse to `{id}`. Query strings and
 //! fragments are always dropped. Used by log rules and (later) the proxy.
 
+use std::borrow::Cow;
+
 /// Longest route returned, in bytes; longer ones are cut at a segment boundary
 /// and end in `/…`.
 pub const MAX_ROUTE_BYTES: usize = 256;
@@ -75,22 +77,23 @@ impl RouteNormalizer {
     /// The route for `path`: a matching template, else the path with
     /// ID-like segments collapsed. A full URL (`https://host/p`) is reduced
     /// to its path first.
-    pub fn normalize(&self, path: &str) -> String {
+    pub fn normalize<'a>(&'a self, path: &'a str) -> Cow<'a, str> {
         let path = strip_origin(path);
         let path = path.split(['?', '#']).next().unwrap_or_default();
-        if path.is_empty() || !path.starts_with('/') {
-            return if path.is_empty() {
-                "/".into()
-            } else {
-                collapse(path)
-            };
+        if path.is_empty() {
+            return Cow::Borrowed("/");
         }
-        for template in &self.templates {
-            if template.matches(&path[1..]) {
-                return template.text.clone();
+        if let Some(rest) = path.strip_prefix('/') {
+            for template in &self.templates {
+                if template.matches(rest) {
+                    return Cow::Borrowed(&template.text);
+                }
             }
         }
-        collapse(path)
+        if path.len() <= MAX_ROUTE_BYTES && !path.split('/').any(is_id_like) {
+            return Cow::Borrowed(path);
+        }
+        Cow::Owned(collapse(path))
     }
 }
 
@@ -208,7 +211,8 @@ mod tests {
     #[test]
     fn long_paths_are_bounded() {
         let long = "/seg".repeat(200);
-        let route = n(&[]).normalize(&long);
+        let normalizer = n(&[]);
+        let route = normalizer.normalize(&long);
         assert!(route.len() <= MAX_ROUTE_BYTES + 4, "{}", route.len());
         assert!(route.ends_with("/…"));
     }

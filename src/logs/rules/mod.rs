@@ -153,10 +153,9 @@ impl LogRules {
 
     /// Evaluates every rule on `event`.
     pub fn apply(&mut self, event: &Event) {
-        let mut exemplar = None;
         for rule in &mut self.rules {
             if rule.matcher.matches(event) {
-                rule.record(event, &self.routes, &self.trace_fields, &mut exemplar);
+                rule.record(event, &self.routes, &self.trace_fields);
             }
         }
     }
@@ -236,13 +235,7 @@ impl Rule {
         self.errors[reason].inc();
     }
 
-    fn record(
-        &mut self,
-        event: &Event,
-        routes: &RouteNormalizer,
-        trace_fields: &[FieldPath; 2],
-        exemplar: &mut Option<Option<TraceLabel>>,
-    ) {
+    fn record(&mut self, event: &Event, routes: &RouteNormalizer, trace_fields: &[FieldPath; 2]) {
         let value = match &self.value {
             None => 1.0,
             Some(path) => match lookup(event, path) {
@@ -260,6 +253,7 @@ impl Rule {
         for label in &self.labels {
             match lookup(event, &label.field) {
                 None => self.key.push(""),
+                Some(serde_json::Value::Number(n)) if !label.route => self.key.push_display(n),
                 Some(value) => match field::text(value) {
                     None => return self.fail(3),
                     Some(text) if label.route => self.key.push(&routes.normalize(&text)),
@@ -279,9 +273,7 @@ impl Rule {
                 g.set(value);
             }),
             Handles::Histogram(family) => {
-                let label = exemplar
-                    .get_or_insert_with(|| trace_label(event, trace_fields))
-                    .clone();
+                let label = trace_label(event, trace_fields);
                 family.with(key, |h| h.observe(value, label, Some(event.meta.read_at)));
             }
         }
