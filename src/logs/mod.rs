@@ -145,6 +145,7 @@ impl Pipeline {
                         message: "must be set".into(),
                     })
                 }
+                (SinkKind::Discard, _) => sink::launch(sink::discard::DiscardSink, name, handles),
                 (SinkKind::Stdout, _) => {
                     sink::launch(sink::stdout::StdoutSink::default(), name, handles)
                 }
