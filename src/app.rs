@@ -209,13 +209,17 @@ fn build_statsd(
             message,
         }
     })?;
-    StatsdServer::bind(config.statsd.listen, intake)
-        .map(Some)
-        .map_err(|source| RunError::Bind {
-            key: "statsd.listen",
-            addr: config.statsd.listen,
-            source,
-        })
+    StatsdServer::bind(
+        config.statsd.listen,
+        config.statsd.receive_buffer_bytes,
+        intake,
+    )
+    .map(Some)
+    .map_err(|source| RunError::Bind {
+        key: "statsd.listen",
+        addr: config.statsd.listen,
+        source,
+    })
 }
 
 /// Builds one collector per configured item; an error names `key[i]`.

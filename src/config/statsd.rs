@@ -19,6 +19,9 @@ pub struct StatsdConfig {
     /// Largest datagram accepted, in bytes; bigger ones are counted as
     /// `oversized` and dropped whole.
     pub max_packet_bytes: usize,
+    /// Socket receive buffer asked of the kernel, in bytes (capped by
+    /// `net.core.rmem_max`; 0 = the system default): bursts wait there.
+    pub receive_buffer_bytes: usize,
     /// Most distinct metric families created from StatsD names; samples of
     /// further names are dropped and counted (`outcome="over_limit"`).
     pub max_metrics: usize,
@@ -41,6 +44,7 @@ impl Default for StatsdConfig {
             enabled: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 8125)),
             max_packet_bytes: 8192,
+            receive_buffer_bytes: 4 * 1024 * 1024,
             max_metrics: 1000,
             max_series_per_family: crate::telemetry::cardinality::DEFAULT_LIMIT,
             max_series: 10_000,

@@ -333,11 +333,30 @@ pub struct StatsdServer {
 }
 
 impl StatsdServer {
-    /// Binds the socket (non-blocking).
-    pub fn bind(listen: SocketAddr, intake: Intake) -> std::io::Result<Self> {
-        let socket = std::net::UdpSocket::bind(listen)?;
+    /// Binds the socket (non-blocking) with a receive buffer of
+    /// `receive_buffer` bytes (the kernel caps it at `net.core.rmem_max`), so
+    /// bursts wait in the kernel instead of being dropped.
+    pub fn bind(
+        listen: SocketAddr,
+        receive_buffer: usize,
+        intake: Intake,
+    ) -> std::io::Result<Self> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(
+            Domain::for_address(listen),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
+        if receive_buffer > 0 {
+            // Best effort: a smaller buffer still works.
+            let _ = socket.set_recv_buffer_size(receive_buffer);
+        }
+        socket.bind(&listen.into())?;
         socket.set_nonblocking(true)?;
-        Ok(Self { socket, intake })
+        Ok(Self {
+            socket: socket.into(),
+            intake,
+        })
     }
 
     /// The bound address.
