@@ -95,3 +95,24 @@ async fn statsd_samples_become_metrics_and_garbage_is_counted() {
     );
     sidewatch.stop().await;
 }
+
+#[test]
+fn a_taken_statsd_port_stops_sidewatch_with_exit_2() {
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sidewatch.toml");
+    std::fs::write(
+        &path,
+        format!("[admin]\nlisten = \"127.0.0.1:0\"\n[statsd]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sidewatch"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env_remove("SIDEWATCH_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("statsd.listen"), "{stderr}");
+}

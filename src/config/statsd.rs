@@ -156,3 +156,56 @@ pub fn placeholders(value: &str) -> impl Iterator<Item = usize> + '_ {
         digits.parse().ok()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::config::{load_from_str, Format};
+
+    #[test]
+    fn statsd_errors_are_named_by_key() {
+        let errors = load_from_str(
+            r#"
+            [[log_metrics]]
+            name = "jobs_total"
+            [logs]
+            state_dir = "/tmp"
+            [[logs.sources]]
+            type = "stdin"
+            [[logs.sinks]]
+            type = "discard"
+            [statsd]
+            enabled = true
+            max_metrics = 0
+            max_packet_bytes = 70000
+            buckets = [1, 1]
+            [[statsd.mappings]]
+            match = "a.*"
+            name = "pg_stuff"
+            [[statsd.mappings]]
+            match = "b.*"
+            name = "b"
+            labels = { x = "$2", "bad-name" = "1" }
+            [[statsd.mappings]]
+            match = "c.*"
+            name = "jobs_total"
+            "#,
+            Format::Toml,
+            &HashMap::new(),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        for key in [
+            "statsd.max_metrics",
+            "statsd.max_packet_bytes",
+            "statsd.buckets",
+            "statsd.mappings[0].name",
+            "statsd.mappings[1].labels.x",
+            "statsd.mappings[1].labels.bad-name",
+            "statsd.mappings[2].name",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {errors}");
+        }
+    }
+}

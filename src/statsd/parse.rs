@@ -19,6 +19,9 @@ pub enum Kind {
     Set,
 }
 
+/// Tag pairs as sent (keys raw).
+pub type Tags<'a> = Vec<(&'a str, &'a str)>;
+
 /// One parsed sample, borrowing from the packet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample<'a> {
@@ -35,7 +38,7 @@ pub struct Sample<'a> {
     /// The sample rate (0 < rate ≤ 1).
     pub rate: f64,
     /// Tag pairs in order of appearance (keys raw).
-    pub tags: Vec<(&'a str, &'a str)>,
+    pub tags: Tags<'a>,
 }
 
 /// Why a line was not taken.
@@ -134,7 +137,7 @@ pub fn parse_line<'a>(line: &'a str, sample: impl FnMut(Sample<'a>)) -> Result<(
 }
 
 /// Splits InfluxDB (`name,k=v`) and Librato (`name#k=v`) tags off the name.
-fn name_and_tags(head: &str) -> Result<(&str, Vec<(&str, &str)>), LineError> {
+fn name_and_tags(head: &str) -> Result<(&str, Tags<'_>), LineError> {
     let mut tags = Vec::new();
     match head.find([',', '#']) {
         None => Ok((head, tags)),
