@@ -277,7 +277,9 @@ fn check_matcher(m: &Matcher, key: &str, push: &mut impl FnMut(&str, String)) {
         + usize::from(m.gt.is_some() || m.ge.is_some() || m.lt.is_some() || m.le.is_some());
     let combos =
         usize::from(m.all.is_some()) + usize::from(m.any.is_some()) + usize::from(m.not.is_some());
-    let problem = if combos > 0 && (m.field.is_some() || tests > 0) {
+    let problem = if (m.gt.is_some() && m.ge.is_some()) || (m.lt.is_some() && m.le.is_some()) {
+        Some("use one lower bound (gt or ge) and one upper bound (lt or le)")
+    } else if combos > 0 && (m.field.is_some() || tests > 0) {
         Some("a field test and all/any/not cannot share one matcher (nest them)")
     } else if combos > 1 {
         Some("use one of all/any/not per matcher (nest them)")
@@ -385,6 +387,9 @@ mod tests {
             [[log_metrics]]
             name = "two_tests_total"
             match = { field = "a", equals = 1, exists = true }
+            [[log_metrics]]
+            name = "two_bounds_total"
+            match = { any = [{ field = "a", gt = 1, ge = 2 }] }
             "#,
         );
         let expect = [
@@ -401,6 +406,7 @@ mod tests {
             ("log_metrics[8].value_field", "needed"),
             ("log_metrics[9].name", "_total"),
             ("log_metrics[10].match", "one test"),
+            ("log_metrics[11].match.any[0]", "one lower bound"),
         ];
         for (key, text) in expect {
             assert!(
