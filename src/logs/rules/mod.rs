@@ -215,8 +215,10 @@ impl Rule {
         };
         if unlabelled {
             // An unlabelled counter shows 0 from the start.
-            if let Handles::Count(family) = &handles {
-                family.with("", |_| ());
+            match &handles {
+                Handles::Count(family) => family.with("", |_| ()),
+                Handles::Sum(family) => family.with("", |_| ()),
+                Handles::Histogram(_) | Handles::Gauge(_) => {}
             }
         }
         Ok(Self {
