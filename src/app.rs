@@ -17,7 +17,10 @@ use crate::collect::redis::{RedisCollector, RedisMetrics};
 use crate::collect::scheduler::{self, CollectorMetrics};
 use crate::collect::Collector;
 use crate::config::{Config, PodInfo};
+use crate::logs::rules::LogRules;
 use crate::shutdown::{self, Shutdown};
+use crate::statsd::{Intake, StatsdServer};
+use crate::telemetry::cardinality::OverflowMetrics;
 use crate::telemetry::{self, process::ProcessCollector};
 
 /// How long tasks get to finish after they are told to stop.
@@ -61,6 +64,7 @@ pub struct Running {
     config: Config,
     shutdown: Shutdown,
     admin_addr: SocketAddr,
+    statsd_addr: Option<SocketAddr>,
     status: StatusBoard,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -106,12 +110,29 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         .process
         .enabled
         .then(|| ProcessCollector::build(&config.process, &mut registry));
+    let overflow = if config.log_metrics.is_empty() && !config.statsd.enabled {
+        OverflowMetrics::register(&mut prometheus_client::registry::Registry::default())
+    } else {
+        OverflowMetrics::register(&mut registry)
+    };
+    let build_error = |e: crate::logs::BuildError| RunError::Build {
+        key: e.key,
+        message: e.message,
+    };
+    let rules = LogRules::build(
+        &config.log_metrics,
+        &config.routes,
+        &config.logs.stages.correlate.target,
+        &overflow,
+        &mut registry,
+    )
+    .map_err(build_error)?;
     let pipeline = crate::logs::Pipeline::build(&config.logs, &pod, &mut registry, &status)
-        .map_err(|e| RunError::Build {
-            key: e.key,
-            message: e.message,
-        })?;
+        .map_err(build_error)?
+        .map(|pipeline| pipeline.with_rules(rules));
     let pipeline_latch = pipeline.is_some().then(|| readiness.latch("pipeline"));
+    let statsd = build_statsd(&config, &overflow, &mut registry)?;
+    let statsd_addr = statsd.as_ref().and_then(|s| s.local_addr().ok());
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -134,6 +155,9 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     collectors.spawn(pools);
     collectors.spawn(process);
     collectors_latch.release();
+    if let Some(server) = statsd {
+        tasks.spawn(server.run(stop.clone()));
+    }
     if let Some(pipeline) = pipeline {
         // `app | sidewatch run`: when the input ends, so does sidewatch.
         let ended = pipeline.spawn(&tasks, stop.clone());
@@ -158,9 +182,43 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         config,
         shutdown,
         admin_addr,
+        statsd_addr,
         status,
         stop,
         tasks,
+    })
+}
+
+/// Builds the StatsD intake and binds its socket, when enabled.
+fn build_statsd(
+    config: &Config,
+    overflow: &OverflowMetrics,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<Option<StatsdServer>, RunError> {
+    if !config.statsd.enabled {
+        return Ok(None);
+    }
+    let taken = config
+        .log_metrics
+        .iter()
+        .map(|rule| crate::telemetry::names::family_base(&rule.name).to_owned())
+        .collect();
+    let intake = Intake::build(&config.statsd, taken, overflow, registry).map_err(|message| {
+        RunError::Build {
+            key: "statsd".into(),
+            message,
+        }
+    })?;
+    StatsdServer::bind(
+        config.statsd.listen,
+        config.statsd.receive_buffer_bytes,
+        intake,
+    )
+    .map(Some)
+    .map_err(|source| RunError::Bind {
+        key: "statsd.listen",
+        addr: config.statsd.listen,
+        source,
     })
 }
 
@@ -208,6 +266,11 @@ impl Running {
     /// The address the admin server is bound to (useful with port 0).
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// The address the StatsD socket is bound to, when `[statsd]` is enabled.
+    pub fn statsd_addr(&self) -> Option<SocketAddr> {
+        self.statsd_addr
     }
 
     /// The collectors' status board.

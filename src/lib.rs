@@ -17,6 +17,7 @@ pub mod inject;
 pub mod logs;
 pub mod shutdown;
 pub mod slo;
+pub mod statsd;
 pub mod telemetry;
 
 pub use app::{start, RunError, Running};

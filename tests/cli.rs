@@ -220,6 +220,7 @@ fn demo_serves_moving_data() {
     let mut child = Command::new(BIN)
         .arg("demo")
         .env("SIDEWATCH__ADMIN__LISTEN", "127.0.0.1:0")
+        .env("SIDEWATCH__STATSD__LISTEN", "127.0.0.1:0")
         .env_remove("SIDEWATCH_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -279,6 +280,20 @@ fn demo_serves_moving_data() {
         ),
         Some(10.0),
         "{text}"
+    );
+    // The demo's log lines become metrics (examples/log-metrics.toml).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let derived = loop {
+        let text = http_get(&addr, "/metrics").unwrap_or_default();
+        if text.contains("http_requests_total{") && text.contains("chat_messages_total{") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no log-derived metrics:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        derived.contains("route=\"/api/orders/{id}\"") || derived.contains("route=\"/api/chat\""),
+        "{derived}"
     );
     signal(&child, "TERM");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));

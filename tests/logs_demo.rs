@@ -12,6 +12,7 @@ fn demo_forwards_the_apps_logs_to_stdout() {
     let mut child = Command::new(BIN)
         .arg("demo")
         .env("SIDEWATCH__ADMIN__LISTEN", "127.0.0.1:0")
+        .env("SIDEWATCH__STATSD__LISTEN", "127.0.0.1:0")
         .env_remove("SIDEWATCH_CONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

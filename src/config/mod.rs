@@ -6,11 +6,13 @@
 //! structs are the configuration reference (see `sidewatch.example.toml`).
 
 mod load;
+pub mod log_metrics;
 pub mod logs;
 mod pools;
 mod postgres;
 mod redis;
 mod secret;
+pub mod statsd;
 mod validate;
 
 pub use load::{load, load_from_str, ConfigError, ConfigErrors, Format};
@@ -53,6 +55,12 @@ pub struct Config {
     pub redis: RedisConfig,
     /// The app's own connection-pool statistics (`db_client_connection_*`).
     pub pools: PoolsConfig,
+    /// Metrics derived from log events (`[[log_metrics]]`), evaluated after *correlate*.
+    pub log_metrics: Vec<log_metrics::LogMetricRule>,
+    /// Route templates for normalising request paths into route labels.
+    pub routes: log_metrics::RoutesConfig,
+    /// StatsD / DogStatsD intake over UDP (`[statsd]`).
+    pub statsd: statsd::StatsdConfig,
 }
 
 /// The admin HTTP server.

@@ -160,8 +160,8 @@ impl Default for PoolSource {
 }
 
 /// Family name prefixes sidewatch registers itself; re-exposing them would
-/// produce duplicate families.
-pub const RESERVED_FAMILY_PREFIXES: [&str; 3] = ["sidewatch_", "process_", "db_client_connection_"];
+/// produce duplicate families (the one list, in `telemetry::names`).
+pub use crate::telemetry::names::RESERVED_PREFIXES as RESERVED_FAMILY_PREFIXES;
 
 impl PoolsConfig {
     /// Every problem with the `[pools]` section.

@@ -29,7 +29,34 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigError> {
     config.redis.validate(&mut errors);
     errors.0.extend(config.pools.validate());
     errors.0.extend(config.logs.validate());
+    errors.0.extend(super::log_metrics::validate(
+        &config.log_metrics,
+        &config.routes,
+        !config.logs.sources.is_empty(),
+    ));
+    errors.0.extend(config.statsd.validate());
+    clashes_between_rules_and_statsd(config, &mut errors);
     errors.0
+}
+
+/// A StatsD mapping may not produce a family a log rule registers.
+fn clashes_between_rules_and_statsd(config: &Config, errors: &mut Errors) {
+    use crate::telemetry::names::family_base;
+    for (i, mapping) in config.statsd.mappings.iter().enumerate() {
+        if let Some(rule) = config
+            .log_metrics
+            .iter()
+            .find(|r| family_base(&r.name) == family_base(&mapping.name))
+        {
+            errors.push(
+                format!("statsd.mappings[{i}].name"),
+                format!(
+                    "{:?} is already registered by log rule {:?}",
+                    mapping.name, rule.name
+                ),
+            );
+        }
+    }
 }
 
 fn validate_target(key: &str, target: &HealthTarget, errors: &mut Errors) {

@@ -166,6 +166,7 @@ async fn handle(
             "message": format!("{} {route} -> {}", request.method(), status.as_u16()),
             "method": request.method().as_str(),
             "route": route,
+            "path": request.uri().to_string(),
             "status": status.as_u16(),
             "latency_ms": latency_ms,
             "intent": intent_of(&path),

@@ -19,6 +19,8 @@ use crate::{RunError, Shutdown};
 
 /// The configuration the demo runs with (also an example config).
 pub const DEMO_CONFIG: &str = include_str!("../../examples/demo.toml");
+/// The ready-made log rule set the demo appends to [`DEMO_CONFIG`].
+pub const DEMO_LOG_METRICS: &str = include_str!("../../examples/log-metrics.toml");
 /// Where the demo app listens by default.
 pub const DEMO_APP_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 4799);
@@ -33,7 +35,7 @@ pub use app::Fault;
 /// pointed at the demo app's address ([`APP_ADDR_ENV`]).
 pub fn config(env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
     let app_addr = app_addr(|name| env.get(name).cloned())?;
-    let text = DEMO_CONFIG
+    let text = format!("{DEMO_CONFIG}\n{DEMO_LOG_METRICS}")
         .replace("{demo_dir}", &demo_dir().display().to_string())
         .replace(&DEMO_APP_ADDR.to_string(), &app_addr.to_string());
     Fault::from_env(env.get(FAULT_ENV).map(String::as_str))

@@ -20,6 +20,7 @@ pub mod ack;
 pub mod event;
 pub mod fields;
 pub mod metrics;
+pub mod rules;
 pub mod sink;
 pub mod source;
 pub mod stage;
@@ -153,6 +154,7 @@ impl Pipeline {
                     })
                 }
                 (SinkKind::Stdout, _) => sink::launch(sink::stdout::StdoutSink::default(), report),
+                (SinkKind::Discard, _) => sink::launch(sink::discard::DiscardSink, report),
             });
         }
         Ok(Some(Self {
@@ -161,6 +163,12 @@ impl Pipeline {
             sinks,
             queue: config.queue_batches.max(1),
         }))
+    }
+
+    /// Adds the log-derived metric rules ([`rules::LogRules`]).
+    pub fn with_rules(mut self, rules: Option<rules::LogRules>) -> Self {
+        self.stages.set_rules(rules);
+        self
     }
 
     /// Starts every task on `tasks`. When `stop` is cancelled the pipeline

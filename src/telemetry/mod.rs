@@ -1,8 +1,12 @@
 //! The metrics registry root and what hangs off it directly: exposition
-//! formats, snapshot families, sidewatch's build info and process metrics.
+//! formats, snapshot families, sidewatch's build info and process metrics,
+//! reserved family names, route normalisation and the cardinality cap.
 
+pub mod cardinality;
 pub mod expfmt;
+pub mod names;
 pub mod process;
+pub mod route;
 pub mod snapshot;
 
 use prometheus_client::metrics::info::Info;

@@ -6,6 +6,7 @@
 
 pub mod observe;
 pub mod postgres;
+pub mod prometheus;
 pub mod redis;
 
 use std::collections::HashMap;
@@ -19,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct Sidewatch {
     /// Where its admin server listens.
     pub addr: SocketAddr,
+    /// Where its StatsD socket listens, when `[statsd]` is enabled.
+    pub statsd: Option<SocketAddr>,
     shutdown: sidewatch::Shutdown,
     task: tokio::task::JoinHandle<Result<(), sidewatch::RunError>>,
 }
@@ -40,6 +43,7 @@ impl Sidewatch {
         let addr = running.admin_addr();
         Self {
             addr,
+            statsd: running.statsd_addr(),
             shutdown,
             task: tokio::spawn(running.wait()),
         }
@@ -85,6 +89,19 @@ impl Sidewatch {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The current `/metrics` text in OpenMetrics (as Prometheus asks for it).
+    pub async fn openmetrics(&self) -> String {
+        client()
+            .get(format!("http://{}/metrics", self.addr))
+            .header("accept", "application/openmetrics-text; version=1.0.0")
+            .send()
+            .await
+            .expect("admin server answers")
+            .text()
+            .await
+            .expect("metrics body")
     }
 
     /// The current `/status` document.

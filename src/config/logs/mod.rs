@@ -136,6 +136,8 @@ pub enum SinkKind {
     Stdout,
     /// JSON lines in a local file with size-based rotation.
     File,
+    /// Nothing: events are only used for `[[log_metrics]]`, then acknowledged.
+    Discard,
 }
 
 /// When the file sink calls fsync.
@@ -155,7 +157,7 @@ pub enum Fsync {
 pub struct LogSinkConfig {
     /// Unique name, used as the `sink` label. Defaults to the type.
     pub name: String,
-    /// `stdout` or `file`.
+    /// `stdout`, `file`, or `discard` (forward nothing; for `[[log_metrics]]` only).
     #[serde(rename = "type")]
     pub kind: SinkKind,
     /// File sink: the file written; rotated files get `.1`, `.2`, ... appended.
@@ -187,6 +189,7 @@ impl LogSinkConfig {
         match (self.name.as_str(), self.kind) {
             ("", SinkKind::Stdout) => "stdout",
             ("", SinkKind::File) => "file",
+            ("", SinkKind::Discard) => "discard",
             (name, _) => name,
         }
     }

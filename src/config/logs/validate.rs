@@ -98,7 +98,7 @@ impl LogsConfig {
             }
             match (sink.kind, &sink.path) {
                 (SinkKind::File, None) => push(format!("{key}.path"), "must be set".into()),
-                (SinkKind::Stdout, Some(_)) => {
+                (SinkKind::Stdout | SinkKind::Discard, Some(_)) => {
                     push(format!("{key}.path"), "only for `type = \"file\"`".into())
                 }
                 _ => {}

@@ -9,6 +9,7 @@
 //! a sink drops without that call keeps its batch unacknowledged, so the
 //! source reads it again after a restart.
 
+pub mod discard;
 pub mod file;
 pub mod stdout;
 

@@ -34,6 +34,7 @@ pub struct Stages {
     enrich: Option<enrich::Enrich>,
     redact: Option<redact::Redact>,
     filter: Option<filter::Filter>,
+    rules: Option<crate::logs::rules::LogRules>,
 }
 
 impl Stages {
@@ -65,7 +66,13 @@ impl Stages {
             enrich: (!enrich.is_empty()).then_some(enrich),
             redact,
             filter,
+            rules: None,
         })
+    }
+
+    /// Adds the log-derived metric rules, evaluated after redact, before filter.
+    pub fn set_rules(&mut self, rules: Option<crate::logs::rules::LogRules>) {
+        self.rules = rules;
     }
 
     /// Runs every stage over a batch. Events a stage drops (empty lines,
@@ -85,6 +92,9 @@ impl Stages {
             }
             if let Some(stage) = &self.redact {
                 stage.apply(&mut event);
+            }
+            if let Some(rules) = &mut self.rules {
+                rules.apply(&event);
             }
             if let Some(stage) = &mut self.filter {
                 if !stage.keep(&event) {
