@@ -119,14 +119,16 @@ pub struct RoutesConfig {
 }
 
 impl LogMetricRule {
-    /// The scale factor applied to values (1 when none is configured).
-    pub fn factor(&self) -> f64 {
+    /// How values are scaled: multiplied by the first number, then divided
+    /// by the second. Units divide (`148 / 1000` is exactly the double
+    /// nearest 0.148, where `148 * 0.001` is not), `scale` multiplies.
+    pub fn scaling(&self) -> (f64, f64) {
         match (self.scale, self.value_unit.as_deref()) {
-            (Some(scale), _) => scale,
-            (None, Some("ms")) => 1e-3,
-            (None, Some("us")) => 1e-6,
-            (None, Some("ns")) => 1e-9,
-            _ => 1.0,
+            (Some(scale), _) => (scale, 1.0),
+            (None, Some("ms")) => (1.0, 1e3),
+            (None, Some("us")) => (1.0, 1e6),
+            (None, Some("ns")) => (1.0, 1e9),
+            _ => (1.0, 1.0),
         }
     }
 

@@ -84,7 +84,8 @@ struct Rule {
     matcher: Matcher,
     labels: Vec<LabelSource>,
     value: Option<FieldPath>,
-    factor: f64,
+    /// Multiplier and divisor applied to values ([`LogMetricRule::scaling`]).
+    scaling: (f64, f64),
     handles: Handles,
     /// In [`ERROR_REASONS`] order.
     errors: [Counter; 4],
@@ -225,7 +226,7 @@ impl Rule {
             matcher,
             labels,
             value: config.value_field.as_deref().map(FieldPath::new),
-            factor: config.factor(),
+            scaling: config.scaling(),
             handles,
             errors,
             key: KeyBuilder::default(),
@@ -244,7 +245,7 @@ impl Rule {
                 None => return self.fail(0),
                 Some(value) => match field::number(value) {
                     None => return self.fail(1),
-                    Some(n) => n * self.factor,
+                    Some(n) => n * self.scaling.0 / self.scaling.1,
                 },
             },
         };
