@@ -129,6 +129,11 @@ impl Pipeline {
             message: e.message,
         })?;
         let mut sinks = Vec::new();
+        let network = config
+            .sinks
+            .iter()
+            .any(|s| matches!(s.kind, SinkKind::Loki | SinkKind::Http))
+            .then(|| sink::delivery::DeliveryFamilies::register(registry));
         for (i, sink) in config.sinks.iter().enumerate() {
             let name = sink.effective_name().to_owned();
             let report = sink::SinkReport {
@@ -153,6 +158,17 @@ impl Pipeline {
                     })
                 }
                 (SinkKind::Stdout, _) => sink::launch(sink::stdout::StdoutSink::default(), report),
+                (SinkKind::Loki | SinkKind::Http, _) => {
+                    let Some(families) = &network else {
+                        continue;
+                    };
+                    sink::network::build(sink, &config.state_dir, report, families).map_err(
+                        |(key, message)| BuildError {
+                            key: format!("logs.sinks[{i}].{key}"),
+                            message,
+                        },
+                    )?
+                }
             });
         }
         Ok(Some(Self {

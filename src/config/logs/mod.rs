@@ -1,6 +1,7 @@
 //! `[logs]`: the log pipeline — sources, stage options (`stages.rs`) and
 //! sinks; validation in `validate.rs`.
 
+mod network;
 mod stages;
 mod validate;
 
@@ -9,6 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Secret;
+
+pub use network::*;
 pub use stages::*;
 
 /// The log pipeline. Without sources nothing runs.
@@ -136,6 +140,10 @@ pub enum SinkKind {
     Stdout,
     /// JSON lines in a local file with size-based rotation.
     File,
+    /// Grafana Loki's push API (`/loki/api/v1/push`).
+    Loki,
+    /// NDJSON POSTed to any HTTP endpoint.
+    Http,
 }
 
 /// When the file sink calls fsync.
@@ -155,7 +163,7 @@ pub enum Fsync {
 pub struct LogSinkConfig {
     /// Unique name, used as the `sink` label. Defaults to the type.
     pub name: String,
-    /// `stdout` or `file`.
+    /// `stdout`, `file`, `loki` or `http`.
     #[serde(rename = "type")]
     pub kind: SinkKind,
     /// File sink: the file written; rotated files get `.1`, `.2`, ... appended.
@@ -166,6 +174,40 @@ pub struct LogSinkConfig {
     pub max_files: usize,
     /// File sink: `never` or `batch`.
     pub fsync: Fsync,
+    /// Loki and HTTP sinks: the push URL. For Loki a URL without a path
+    /// (`http://loki:3100`) gets `/loki/api/v1/push` appended.
+    pub url: Option<url::Url>,
+    /// Loki sink: `protobuf` (snappy-compressed, Loki's native format) or `json`.
+    pub encoding: LokiEncoding,
+    /// Loki (JSON) and HTTP sinks: `gzip` or `none` for the request body.
+    pub compression: Compression,
+    /// Loki sink: event fields that become stream labels (keep them few and
+    /// low-cardinality; dotted names reach nested objects). The line keeps
+    /// every field.
+    pub labels: Vec<String>,
+    /// Loki sink: labels added to every stream.
+    pub static_labels: std::collections::BTreeMap<String, String>,
+    /// Loki sink: fields holding the app's timestamp, tried in order (RFC 3339
+    /// or epoch seconds / milliseconds / microseconds / nanoseconds); the read
+    /// time when none parses.
+    pub timestamp_fields: Vec<String>,
+    /// Loki sink: tenant sent as `X-Scope-OrgID` (multi-tenant Loki).
+    pub tenant_id: Option<String>,
+    /// Loki and HTTP sinks: user for basic auth (with `password`).
+    pub username: Option<String>,
+    /// Loki and HTTP sinks: password for basic auth (a secret).
+    pub password: Option<Secret>,
+    /// Loki and HTTP sinks: token sent as `Authorization: Bearer …` (a secret).
+    pub bearer_token: Option<Secret>,
+    /// Loki and HTTP sinks: extra request headers.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Loki and HTTP sinks: PEM bundle of CAs trusted for HTTPS (besides the
+    /// built-in roots).
+    pub ca_file: Option<PathBuf>,
+    /// Loki and HTTP sinks: accept any server certificate (testing only).
+    pub insecure_skip_verify: bool,
+    /// Loki and HTTP sinks: batching, retries, buffering and dead letters.
+    pub delivery: DeliveryConfig,
 }
 
 impl Default for LogSinkConfig {
@@ -177,6 +219,22 @@ impl Default for LogSinkConfig {
             max_bytes: 100 * 1024 * 1024,
             max_files: 5,
             fsync: Fsync::Never,
+            url: None,
+            encoding: LokiEncoding::Protobuf,
+            compression: Compression::Gzip,
+            labels: vec!["app".into(), "level".into()],
+            static_labels: std::collections::BTreeMap::new(),
+            timestamp_fields: ["timestamp", "time", "ts", "@timestamp"]
+                .map(String::from)
+                .to_vec(),
+            tenant_id: None,
+            username: None,
+            password: None,
+            bearer_token: None,
+            headers: std::collections::BTreeMap::new(),
+            ca_file: None,
+            insecure_skip_verify: false,
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -187,6 +245,8 @@ impl LogSinkConfig {
         match (self.name.as_str(), self.kind) {
             ("", SinkKind::Stdout) => "stdout",
             ("", SinkKind::File) => "file",
+            ("", SinkKind::Loki) => "loki",
+            ("", SinkKind::Http) => "http",
             (name, _) => name,
         }
     }

@@ -9,7 +9,11 @@
 //! a sink drops without that call keeps its batch unacknowledged, so the
 //! source reads it again after a restart.
 
+pub mod delivery;
 pub mod file;
+pub mod http;
+pub mod loki;
+pub mod network;
 pub mod stdout;
 
 use std::future::Future;
