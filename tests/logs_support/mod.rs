@@ -143,3 +143,5 @@ pub fn wait_distinct_ids(path: &Path, count: u64, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+pub mod loki;
