@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod dead_letter;
+pub mod disk;
 pub mod metrics;
 
 use std::sync::atomic::{AtomicBool, Ordering};
