@@ -1,111 +1,18 @@
 //! The Loki and HTTP sinks with the real binary against an in-test Loki
 //! contract server (tests/logs_support/loki.rs; no Loki binary exists here):
 //! an outage (connections refused, then 429 with Retry-After, then recovery)
-//! loses nothing; a poison event is dead-lettered alone; JSON+gzip with a
+//! loses nothing and goes through the disk buffer; a poison event is dead-lettered alone; JSON+gzip with a
 //! tenant and basic auth; the HTTP sink's NDJSON with a bearer token.
 
 mod logs_support;
-mod support;
 
-use std::fs::OpenOptions;
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use logs_support::loki::{LokiServer, Mode};
 use logs_support::{line, Layout};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sidewatch");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A config tailing `logs/app.log` into one sink described by `sink` TOML.
-fn config(layout: &Layout, admin: u16, sink: &str) -> std::path::PathBuf {
-    let text = format!(
-        r#"
-[admin]
-listen = "127.0.0.1:{admin}"
-[process]
-enabled = false
-[shutdown]
-grace_period = "1s"
-[logs]
-state_dir = "{state}"
-queue_batches = 4
-[[logs.sources]]
-name = "app"
-include = ["{logs}/app.log"]
-scan_interval = "100ms"
-poll_interval = "20ms"
-[[logs.sinks]]
-{sink}
-"#,
-        state = layout.state().display(),
-        logs = layout.logs().display(),
-    );
-    let path = layout.dir.path().join("sidewatch.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn spawn(config: &Path) -> Child {
-    Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(config)
-        .env_remove("SIDEWATCH_CONFIG")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("sidewatch starts")
-}
-
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0), "clean exit");
-}
-
-/// `GET /metrics` from the admin port (plain std, no runtime needed).
-fn metrics(port: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ =
-                stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            let mut text = String::new();
-            if stream.read_to_string(&mut text).is_ok() && text.contains("sidewatch_") {
-                return text;
-            }
-        }
-        assert!(Instant::now() < deadline, "no /metrics on port {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    support::metric(text, name, labels).unwrap_or_else(|| panic!("{name}{labels:?} missing"))
-}
-
-fn append(path: &Path, lines: impl Iterator<Item = String>) {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    for l in lines {
-        file.write_all(l.as_bytes()).unwrap();
-    }
-}
+use logs_support::run::*;
 
 /// Scaled down from the issue's 200k lines / 30 s down / 10 s throttled
 /// to 40k lines / 5 s refused / 3 s of 429 so the test stays under ~30 s;
@@ -163,6 +70,14 @@ retry_max = "200ms"
         ) > 0.0,
         "events wait in the memory buffer"
     );
+    assert!(
+        value(
+            &during,
+            "sidewatch_buffer_events",
+            &[("sink", "loki"), ("medium", "disk")]
+        ) > 0.0,
+        "the memory buffer spilled to disk"
+    );
     server.set_mode(Mode::Throttle(1));
     std::thread::sleep(Duration::from_secs(3));
     server.set_mode(Mode::Up);
@@ -199,6 +114,24 @@ retry_max = "200ms"
         ),
         0.0,
         "buffer drained"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "sidewatch_buffer_events",
+            &[("sink", "loki"), ("medium", "disk")]
+        ),
+        0.0,
+        "disk buffer drained"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "sidewatch_buffer_bytes",
+            &[("sink", "loki"), ("medium", "disk")]
+        ),
+        0.0,
+        "drained segments removed"
     );
     let labels = server.seen(|s| s.entries[0].labels.clone());
     assert_eq!(labels, r#"{app="chat", level="info"}"#);
@@ -243,7 +176,7 @@ dead_letter_path = "{dead}"
     let deadline = Instant::now() + Duration::from_secs(10);
     let text = loop {
         let text = metrics(admin);
-        if support::metric(
+        if sample(
             &text,
             "sidewatch_dead_letter_events_total",
             &[("sink", "loki")],

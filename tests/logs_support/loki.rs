@@ -280,12 +280,11 @@ fn answer(status: u16, body: &str) -> Result<Response<Full<Bytes>>, Infallible> 
         .unwrap())
 }
 
+/// One decoded stream: its labels and (timestamp, line) entries.
+type Stream = (String, Vec<(i64, String)>);
+
 /// Decodes a push body into (labels, entries) per stream, as Loki does.
-fn decode(
-    content_type: &str,
-    gzip: bool,
-    body: &[u8],
-) -> Result<Vec<(String, Vec<(i64, String)>)>, String> {
+fn decode(content_type: &str, gzip: bool, body: &[u8]) -> Result<Vec<Stream>, String> {
     let body = if gzip {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(body)

@@ -145,3 +145,4 @@ pub fn wait_distinct_ids(path: &Path, count: u64, timeout: Duration) {
 }
 
 pub mod loki;
+pub mod run;

@@ -53,6 +53,13 @@ pub struct DeliveryConfig {
     /// batcher; when they and every in-flight slot are taken, the sink's
     /// queue fills and the sources stop reading (nothing is dropped).
     pub buffer_batches: usize,
+    /// Bytes of events the disk buffer may hold (0 = no disk buffer). When
+    /// the memory buffer is full (an outage), events are written there and
+    /// acknowledged once fsync'd; they are sent once the destination is back,
+    /// also after a restart. When it is full too, the sources are held back.
+    pub disk_buffer_max_bytes: u64,
+    /// Directory of the disk buffer. Default: `<state_dir>/buffer-<sink>`.
+    pub disk_buffer_path: Option<PathBuf>,
     /// JSON-lines file receiving events the destination rejects one by one
     /// (a 4xx for a batch is split until the bad events are isolated).
     /// Default: `<state_dir>/dead-letter-<sink>.jsonl`.
@@ -70,6 +77,8 @@ impl Default for DeliveryConfig {
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),
             buffer_batches: 8,
+            disk_buffer_max_bytes: 256 * 1024 * 1024,
+            disk_buffer_path: None,
             dead_letter_path: None,
         }
     }

@@ -161,7 +161,11 @@ pub async fn drive<S: Sink>(
             }
         }
     }
-    if let Err(error) = sink.flush().await {
+    let flushed = tokio::select! {
+        flushed = sink.flush() => flushed,
+        () = abort.cancelled() => return,
+    };
+    if let Err(error) = flushed {
         tracing::warn!(sink = %name, %error, "sink flush failed");
     }
 }

@@ -66,6 +66,8 @@ pub struct Chunk {
     pub segment: u64,
     /// Its events (without acknowledgement: they were acknowledged when written).
     pub events: Vec<Event>,
+    /// Records consumed (an undecodable one is consumed without an event).
+    pub records: u64,
 }
 
 /// Size-capped, checksummed segments in one directory.
@@ -231,12 +233,14 @@ impl DiskBuffer {
             return Ok(None);
         };
         let mut events = Vec::new();
+        let mut records = 0;
         let segment = &mut self.segments[index];
         while events.len() < max && segment.unread > 0 {
             match read_record(reader, &mut segment.read_pos, segment.len) {
                 Ok(Some(payload)) => {
                     segment.unread -= 1;
                     segment.outstanding += 1;
+                    records += 1;
                     if let Some(event) = decode(&payload, &mut self.sources) {
                         events.push(event);
                     }
@@ -251,6 +255,7 @@ impl DiskBuffer {
         Ok(Some(Chunk {
             segment: id,
             events,
+            records,
         }))
     }
 

@@ -28,6 +28,7 @@ pub struct DeliveryFamilies {
     bytes: Family<SinkMedium, Gauge>,
     capacity: Family<SinkMedium, Gauge>,
     dead_letter: Family<SinkLabel, Counter>,
+    corrupt: Family<SinkLabel, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -43,6 +44,7 @@ impl DeliveryFamilies {
             bytes: Family::default(),
             capacity: Family::default(),
             dead_letter: Family::default(),
+            corrupt: Family::default(),
         };
         registry.register(
             "sidewatch_sink_batch_duration_seconds",
@@ -51,7 +53,7 @@ impl DeliveryFamilies {
         );
         registry.register(
             "sidewatch_buffer_events",
-            "Events held by a sink's buffer, by medium (memory)",
+            "Events held by a sink's buffer, by medium (memory, disk)",
             families.events.clone(),
         );
         registry.register(
@@ -69,15 +71,20 @@ impl DeliveryFamilies {
             "Events a destination rejected one by one, written to the sink's dead-letter file",
             families.dead_letter.clone(),
         );
+        registry.register(
+            "sidewatch_buffer_corrupt_tails",
+            "Disk buffer segments whose tail did not check out (torn or corrupted) and was skipped",
+            families.corrupt.clone(),
+        );
         families
     }
 
     /// The handles of sink `sink`.
     pub fn sink(&self, sink: &str) -> DeliveryMetrics {
-        let medium = |family: &Family<SinkMedium, Gauge>| {
+        let medium = |family: &Family<SinkMedium, Gauge>, medium| {
             family.get_or_create_owned(&SinkMedium {
                 sink: sink.to_owned(),
-                medium: "memory",
+                medium,
             })
         };
         let label = SinkLabel {
@@ -85,10 +92,14 @@ impl DeliveryFamilies {
         };
         DeliveryMetrics {
             duration: self.duration.get_or_create_owned(&label),
-            memory_events: medium(&self.events),
-            memory_bytes: medium(&self.bytes),
-            memory_capacity: medium(&self.capacity),
+            memory_events: medium(&self.events, "memory"),
+            memory_bytes: medium(&self.bytes, "memory"),
+            memory_capacity: medium(&self.capacity, "memory"),
+            disk_events: medium(&self.events, "disk"),
+            disk_bytes: medium(&self.bytes, "disk"),
+            disk_capacity: medium(&self.capacity, "disk"),
             dead_letter: self.dead_letter.get_or_create_owned(&label),
+            corrupt_tails: self.corrupt.get_or_create_owned(&label),
         }
     }
 }
@@ -104,8 +115,16 @@ pub struct DeliveryMetrics {
     pub memory_bytes: Gauge,
     /// `sidewatch_buffer_capacity_bytes{sink,medium="memory"}`.
     pub memory_capacity: Gauge,
+    /// `sidewatch_buffer_events{sink,medium="disk"}`.
+    pub disk_events: Gauge,
+    /// `sidewatch_buffer_bytes{sink,medium="disk"}`.
+    pub disk_bytes: Gauge,
+    /// `sidewatch_buffer_capacity_bytes{sink,medium="disk"}`.
+    pub disk_capacity: Gauge,
     /// `sidewatch_dead_letter_events_total{sink}`.
     pub dead_letter: Counter,
+    /// `sidewatch_buffer_corrupt_tails_total{sink}`.
+    pub corrupt_tails: Counter,
 }
 
 impl DeliveryMetrics {

@@ -18,211 +18,33 @@
 //! the stream. Events are acknowledged once the destination answered 2xx (or
 //! they are dead-lettered).
 
+mod batcher;
 pub mod client;
 pub mod dead_letter;
 pub mod disk;
 pub mod metrics;
+mod shared;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{self, Receiver, Sender};
 use tokio::task::JoinHandle;
 
 use super::{Sink, SinkError, SinkReport};
-use crate::backoff::Backoff;
 use crate::config::logs::DeliveryConfig;
-use crate::logs::event::deliver_all;
 use crate::logs::Event;
-use client::{Encoded, Endpoint, Outcome};
+use client::{Encoded, Endpoint};
 use dead_letter::DeadLetter;
+use disk::DiskBuffer;
 pub use metrics::{DeliveryFamilies, DeliveryMetrics};
+use shared::Shared;
 
 /// How a network sink turns a batch of events into a request body.
 pub trait Encode: Send + Sync + 'static {
     /// Encodes `events` (never empty) as one request.
     fn encode(&self, events: &[Event]) -> Encoded;
-}
-
-/// Everything the batcher and its requests share.
-struct Shared<E> {
-    encoder: E,
-    endpoint: Endpoint,
-    config: DeliveryConfig,
-    report: SinkReport,
-    metrics: DeliveryMetrics,
-    dead_letter: DeadLetter,
-    failing: AtomicBool,
-}
-
-/// The size of an event as accounted in batches and buffers.
-fn size(event: &Event) -> usize {
-    event.meta.raw_len.max(1)
-}
-
-impl<E: Encode> Shared<E> {
-    fn hold(&self, events: &[Event]) {
-        self.metrics.memory_events.inc_by(events.len() as i64);
-        self.metrics
-            .memory_bytes
-            .inc_by(events.iter().map(size).sum::<usize>() as i64);
-    }
-
-    fn release(&self, events: &[Event]) {
-        self.metrics.memory_events.dec_by(events.len() as i64);
-        self.metrics
-            .memory_bytes
-            .dec_by(events.iter().map(size).sum::<usize>() as i64);
-    }
-
-    fn succeeded(&self) {
-        if self.failing.swap(false, Ordering::AcqRel) {
-            tracing::info!(sink = %self.report.name, "sink delivers again");
-            self.report.status.sink_recovered(&self.report.name);
-        }
-    }
-
-    /// Sends one batch until it is delivered, splitting it on a 4xx and
-    /// dead-lettering single rejected events.
-    async fn deliver(&self, events: Vec<Event>) {
-        let mut work = vec![events];
-        while let Some(events) = work.pop() {
-            let encoded = self.encoder.encode(&events);
-            let mut backoff = Backoff::new(self.config.retry_initial, self.config.retry_max);
-            loop {
-                let started = Instant::now();
-                let outcome = self.endpoint.send(&encoded).await;
-                self.metrics
-                    .duration
-                    .observe(started.elapsed().as_secs_f64());
-                match outcome {
-                    Outcome::Delivered => {
-                        self.succeeded();
-                        self.report.metrics.delivered.inc_by(events.len() as u64);
-                        self.release(&events);
-                        deliver_all(events);
-                        break;
-                    }
-                    Outcome::Retry {
-                        reason,
-                        after,
-                        message,
-                    } => {
-                        self.report.metrics.retry(reason).inc();
-                        self.report
-                            .status
-                            .sink_failed(&self.report.name, reason, message.clone());
-                        self.failing.store(true, Ordering::Release);
-                        backoff.failed(started);
-                        let wait = after.unwrap_or_else(|| {
-                            backoff.remaining(Instant::now()).unwrap_or_default()
-                        });
-                        tracing::warn!(sink = %self.report.name, error = %message, events = events.len(), retry_in = ?wait, "sink request failed; retrying");
-                        tokio::time::sleep(wait).await;
-                    }
-                    Outcome::Rejected { status, message } => {
-                        self.succeeded();
-                        if events.len() > 1 {
-                            let mut first = events;
-                            let second = first.split_off(first.len() / 2);
-                            work.push(second);
-                            work.push(first);
-                        } else {
-                            self.dead_letter(events, status, &message);
-                        }
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    fn dead_letter(&self, events: Vec<Event>, status: u16, message: &str) {
-        self.release(&events);
-        for event in events {
-            match self.dead_letter.write(&event, status, message) {
-                Ok(()) => {
-                    self.metrics.dead_letter.inc();
-                    tracing::warn!(sink = %self.report.name, status, error = %message, file = %self.dead_letter.path().display(), "destination rejected an event; dead-lettered");
-                    event.delivered();
-                }
-                Err(error) => {
-                    // Not acknowledged: read again after a restart.
-                    self.report.metrics.failed.inc();
-                    tracing::error!(sink = %self.report.name, %error, file = %self.dead_letter.path().display(), "cannot write a rejected event to the dead-letter file");
-                }
-            }
-        }
-    }
-}
-
-/// Takes the next batch (at most `max_events` events and about
-/// `max_bytes` bytes, at least one event) from the front of `pending`.
-fn take_batch(pending: &mut Vec<Event>, bytes: &mut usize, config: &DeliveryConfig) -> Vec<Event> {
-    let mut taken = 0;
-    let mut count = 0;
-    for event in pending.iter() {
-        if count > 0
-            && (count >= config.batch_max_events || taken + size(event) > config.batch_max_bytes)
-        {
-            break;
-        }
-        taken += size(event);
-        count += 1;
-    }
-    *bytes -= taken;
-    let rest = pending.split_off(count);
-    std::mem::replace(pending, rest)
-}
-
-async fn send<E: Encode>(shared: Arc<Shared<E>>, batch: Vec<Event>) {
-    shared.deliver(batch).await;
-}
-
-/// The batcher: collects events from `input`, cuts batches and keeps up to
-/// `in_flight` of them being delivered; returns once `input` is closed and
-/// everything is delivered.
-async fn batcher<E: Encode>(shared: Arc<Shared<E>>, mut input: Receiver<Vec<Event>>) {
-    let config = shared.config.clone();
-    let mut pending: Vec<Event> = Vec::new();
-    let mut bytes = 0usize;
-    let mut oldest = Instant::now();
-    let mut open = true;
-    let mut in_flight = FuturesUnordered::new();
-    loop {
-        let full = pending.len() >= config.batch_max_events || bytes >= config.batch_max_bytes;
-        let can_send = in_flight.len() < config.in_flight;
-        if can_send && !pending.is_empty() && (full || !open) {
-            let batch = take_batch(&mut pending, &mut bytes, &config);
-            in_flight.push(send(Arc::clone(&shared), batch));
-            oldest = Instant::now();
-            continue;
-        }
-        if !open && pending.is_empty() && in_flight.is_empty() {
-            return;
-        }
-        let due = oldest + config.batch_timeout;
-        tokio::select! {
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            batch = input.recv(), if open && !full => match batch {
-                Some(batch) => {
-                    if pending.is_empty() {
-                        oldest = Instant::now();
-                    }
-                    bytes += batch.iter().map(size).sum::<usize>();
-                    pending.extend(batch);
-                }
-                None => open = false,
-            },
-            () = tokio::time::sleep_until(due.into()), if can_send && !pending.is_empty() => {
-                let batch = take_batch(&mut pending, &mut bytes, &config);
-                in_flight.push(send(Arc::clone(&shared), batch));
-                oldest = Instant::now();
-            }
-        }
-    }
 }
 
 /// A network sink: an encoder plus the shared delivery machinery.
@@ -255,6 +77,8 @@ pub struct Parts {
     pub metrics: DeliveryMetrics,
     /// Where rejected events go.
     pub dead_letter: DeadLetter,
+    /// Where events go when memory is full (none: the sources are held back at once).
+    pub disk: Option<DiskBuffer>,
 }
 
 impl<E: Encode> NetworkSink<E> {
@@ -266,6 +90,14 @@ impl<E: Encode> NetworkSink<E> {
         // The memory bound: queued batches plus the batches being cut and sent.
         let capacity = (config.buffer_batches + config.in_flight + 1) * config.batch_max_bytes;
         parts.metrics.memory_capacity.set(capacity as i64);
+        if let Some(disk) = &parts.disk {
+            parts
+                .metrics
+                .disk_capacity
+                .set(config.disk_buffer_max_bytes as i64);
+            parts.metrics.disk_events.set(disk.events() as i64);
+            parts.metrics.disk_bytes.set(disk.bytes() as i64);
+        }
         Self {
             shared: Arc::new(Shared {
                 encoder,
@@ -274,6 +106,9 @@ impl<E: Encode> NetworkSink<E> {
                 report: parts.report,
                 metrics: parts.metrics,
                 dead_letter: parts.dead_letter,
+                disk: parts.disk.map(Mutex::new),
+                spilled: tokio::sync::Notify::new(),
+                closing: tokio_util::sync::CancellationToken::new(),
                 failing: AtomicBool::new(false),
             }),
             tx: Some(tx),
@@ -282,9 +117,11 @@ impl<E: Encode> NetworkSink<E> {
         }
     }
 
-    fn start(&mut self) {
+    /// Starts the batcher (at the latest at the first write), so a disk
+    /// buffer left by an earlier run is drained without waiting for new events.
+    pub fn start(&mut self) {
         if let Some(rx) = self.rx.take() {
-            self.worker = Some(tokio::spawn(batcher(Arc::clone(&self.shared), rx)));
+            self.worker = Some(tokio::spawn(batcher::run(Arc::clone(&self.shared), rx)));
         }
     }
 }
@@ -307,6 +144,15 @@ impl<E: Encode> Sink for NetworkSink<E> {
         };
         let events = std::mem::take(batch);
         self.shared.hold(&events);
+        let events = match tx.try_send(events) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(events)) => events,
+            // Memory is full: to disk, or (no room there either) wait.
+            Err(TrySendError::Full(events)) => match self.shared.spill(events).await {
+                None => return Ok(()),
+                Some(events) => events,
+            },
+        };
         if let Err(returned) = tx.send(events).await {
             self.shared.release(&returned.0);
             *batch = returned.0;
@@ -317,6 +163,7 @@ impl<E: Encode> Sink for NetworkSink<E> {
 
     async fn flush(&mut self) -> Result<(), SinkError> {
         self.start();
+        self.shared.closing.cancel();
         self.tx = None;
         if let Some(worker) = self.worker.take() {
             worker
