@@ -116,6 +116,33 @@ impl Pipeline {
                 SourceKind::Stdin => {
                     source::launch(source::stdin::StdinSource::new(info, max_line))
                 }
+                SourceKind::Tcp | SourceKind::Http => {
+                    let addr = source.effective_listen();
+                    let error = |e: std::io::Error| BuildError {
+                        key: format!("logs.sources[{i}].listen"),
+                        message: format!("cannot listen on {addr}: {e}"),
+                    };
+                    if source.kind == SourceKind::Tcp {
+                        let built = source::tcp::TcpSource::bind(
+                            addr,
+                            info,
+                            max_line,
+                            source.max_connections,
+                        )
+                        .map_err(error)?;
+                        source::launch(built)
+                    } else {
+                        let built = source::http::HttpSource::bind(
+                            addr,
+                            info,
+                            max_line,
+                            source.max_body_bytes,
+                            source.max_connections,
+                        )
+                        .map_err(error)?;
+                        source::launch(built)
+                    }
+                }
             });
         }
         let stages = Stages::build(

@@ -55,6 +55,11 @@ pub enum SourceKind {
     File,
     /// Read the process's standard input (`app | sidewatch run`).
     Stdin,
+    /// NDJSON over TCP connections (default `127.0.0.1:4792`).
+    Tcp,
+    /// `POST /ingest` with NDJSON or a JSON array (default `127.0.0.1:4793`);
+    /// answered 200 once the events are acknowledged.
+    Http,
 }
 
 /// Where tailing starts in files that exist when sidewatch first starts.
@@ -74,7 +79,7 @@ pub struct LogSourceConfig {
     /// Unique name, used as the `source` label and the checkpoint file name
     /// (letters, digits, `-`, `_`). Defaults to the type.
     pub name: String,
-    /// `file` or `stdin`.
+    /// `file`, `stdin`, `tcp` or `http`.
     #[serde(rename = "type")]
     pub kind: SourceKind,
     /// File source: glob patterns of files to tail (`*`, `?`, `[abc]` in any
@@ -102,6 +107,13 @@ pub struct LogSourceConfig {
     /// File source: how often checkpoints are written (also at shutdown).
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// TCP and HTTP sources: the listen address (default `127.0.0.1:4792`
+    /// for TCP, `127.0.0.1:4793` for HTTP; loopback, for the app in the pod).
+    pub listen: Option<std::net::SocketAddr>,
+    /// TCP and HTTP sources: connections served at once; more are closed.
+    pub max_connections: usize,
+    /// HTTP source: largest request body; a larger one is answered 413.
+    pub max_body_bytes: usize,
 }
 
 impl Default for LogSourceConfig {
@@ -117,6 +129,9 @@ impl Default for LogSourceConfig {
             max_open_files: 256,
             rotate_wait: Duration::from_secs(5),
             checkpoint_interval: Duration::from_secs(1),
+            listen: None,
+            max_connections: 256,
+            max_body_bytes: 10 * 1024 * 1024,
         }
     }
 }
@@ -127,8 +142,21 @@ impl LogSourceConfig {
         match (self.name.as_str(), self.kind) {
             ("", SourceKind::File) => "file",
             ("", SourceKind::Stdin) => "stdin",
+            ("", SourceKind::Tcp) => "tcp",
+            ("", SourceKind::Http) => "http",
             (name, _) => name,
         }
+    }
+
+    /// The listen address of a TCP or HTTP source (its default when unset).
+    pub fn effective_listen(&self) -> std::net::SocketAddr {
+        let port = if self.kind == SourceKind::Http {
+            4793
+        } else {
+            4792
+        };
+        self.listen
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
     }
 }
 

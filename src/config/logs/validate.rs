@@ -64,6 +64,26 @@ impl LogsConfig {
                         push(format!("{key}.max_open_files"), "must be at least 1".into());
                     }
                 }
+                SourceKind::Tcp | SourceKind::Http => {
+                    if !source.include.is_empty() {
+                        push(
+                            format!("{key}.include"),
+                            "only for `type = \"file\"`".into(),
+                        );
+                    }
+                    if source.max_connections == 0 {
+                        push(
+                            format!("{key}.max_connections"),
+                            "must be at least 1".into(),
+                        );
+                    }
+                    if source.max_body_bytes < 1024 {
+                        push(
+                            format!("{key}.max_body_bytes"),
+                            "must be at least 1024".into(),
+                        );
+                    }
+                }
                 SourceKind::Stdin => {
                     stdin += 1;
                     if stdin > 1 {
