@@ -23,6 +23,18 @@ const PER_REQUEST: u64 = 100;
 const TCP_IDS: u64 = 10_000_000;
 
 fn intake_config(layout: &Layout, admin: u16, tcp: u16, http: u16, loki: &str) -> PathBuf {
+    intake_config_with(layout, admin, tcp, http, loki, "", "batch_timeout = \"100ms\"")
+}
+
+fn intake_config_with(
+    layout: &Layout,
+    admin: u16,
+    tcp: u16,
+    http: u16,
+    loki: &str,
+    logs: &str,
+    delivery: &str,
+) -> PathBuf {
     let text = format!(
         r#"
 [admin]
@@ -33,6 +45,7 @@ enabled = false
 grace_period = "1s"
 [logs]
 state_dir = "{state}"
+{logs}
 [[logs.sources]]
 name = "tcp"
 type = "tcp"
@@ -47,7 +60,7 @@ name = "loki"
 type = "loki"
 url = "{loki}"
 [logs.sinks.delivery]
-batch_timeout = "100ms"
+{delivery}
 "#,
         state = layout.state().display(),
     );
@@ -216,4 +229,64 @@ async fn bad_intake_input_is_answered_and_harmless() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pipeline_answers_503_with_retry_after() {
+    let server = LokiServer::start(Mode::Down);
+    let layout = Layout::new();
+    let (admin, tcp, http) = (free_port(), free_port(), free_port());
+    let config = intake_config_with(
+        &layout,
+        admin,
+        tcp,
+        http,
+        &server.url(),
+        "queue_batches = 1",
+        "disk_buffer_max_bytes = 0\nbuffer_batches = 1\nin_flight = 1\nbatch_max_events = 100\nbatch_timeout = \"50ms\"\nretry_max = \"200ms\"",
+    );
+    let child = spawn(&config);
+    tokio::task::spawn_blocking(move || metrics(admin)).await.unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://127.0.0.1:{http}/ingest");
+    let mut requests = Vec::new();
+    for n in 0..30u64 {
+        let (client, url) = (client.clone(), url.clone());
+        requests.push(tokio::spawn(async move {
+            let body: String = (0..100).map(|i| event(n * 100 + i) + "\n").collect();
+            let response = client.post(&url).body(body).send().await.unwrap();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (n, response.status().as_u16(), retry_after)
+        }));
+    }
+    let server = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        server.set_mode(Mode::Up);
+        server
+    })
+    .await
+    .unwrap();
+    let mut refused = 0;
+    let mut acknowledged = Vec::new();
+    for request in requests {
+        let (n, status, retry_after) = request.await.unwrap();
+        match status {
+            503 => {
+                refused += 1;
+                assert_eq!(retry_after.as_deref(), Some("1"));
+            }
+            200 => acknowledged.push(n),
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(refused > 0, "a full pipeline refuses with 503");
+    assert!(!acknowledged.is_empty(), "queued requests are answered once delivered");
+    let (ids, _) = server.ids();
+    for n in acknowledged {
+        assert!((n * 100..n * 100 + 100).all(|id| ids.contains(&id)), "request {n} acknowledged but not delivered");
+    }
+    tokio::task::spawn_blocking(move || stop(child)).await.unwrap();
 }
