@@ -23,7 +23,15 @@ const PER_REQUEST: u64 = 100;
 const TCP_IDS: u64 = 10_000_000;
 
 fn intake_config(layout: &Layout, admin: u16, tcp: u16, http: u16, loki: &str) -> PathBuf {
-    intake_config_with(layout, admin, tcp, http, loki, "", "batch_timeout = \"100ms\"")
+    intake_config_with(
+        layout,
+        admin,
+        tcp,
+        http,
+        loki,
+        "",
+        "batch_timeout = \"100ms\"",
+    )
 }
 
 fn intake_config_with(
@@ -246,7 +254,9 @@ async fn a_full_pipeline_answers_503_with_retry_after() {
         "disk_buffer_max_bytes = 0\nbuffer_batches = 1\nin_flight = 1\nbatch_max_events = 100\nbatch_timeout = \"50ms\"\nretry_max = \"200ms\"",
     );
     let child = spawn(&config);
-    tokio::task::spawn_blocking(move || metrics(admin)).await.unwrap();
+    tokio::task::spawn_blocking(move || metrics(admin))
+        .await
+        .unwrap();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = format!("http://127.0.0.1:{http}/ingest");
     let mut requests = Vec::new();
@@ -283,10 +293,18 @@ async fn a_full_pipeline_answers_503_with_retry_after() {
         }
     }
     assert!(refused > 0, "a full pipeline refuses with 503");
-    assert!(!acknowledged.is_empty(), "queued requests are answered once delivered");
+    assert!(
+        !acknowledged.is_empty(),
+        "queued requests are answered once delivered"
+    );
     let (ids, _) = server.ids();
     for n in acknowledged {
-        assert!((n * 100..n * 100 + 100).all(|id| ids.contains(&id)), "request {n} acknowledged but not delivered");
+        assert!(
+            (n * 100..n * 100 + 100).all(|id| ids.contains(&id)),
+            "request {n} acknowledged but not delivered"
+        );
     }
-    tokio::task::spawn_blocking(move || stop(child)).await.unwrap();
+    tokio::task::spawn_blocking(move || stop(child))
+        .await
+        .unwrap();
 }
