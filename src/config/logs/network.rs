@@ -83,3 +83,105 @@ impl Default for DeliveryConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::config::{load_from_str, Format};
+
+    fn keys(text: &str) -> Vec<String> {
+        match load_from_str(text, Format::Toml, &HashMap::new()) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.0.into_iter().map(|e| e.key).collect(),
+        }
+    }
+
+    #[test]
+    fn network_sinks_and_intake_sources_load_with_every_key() {
+        let text = r#"
+[logs]
+state_dir = "/tmp"
+[[logs.sources]]
+type = "tcp"
+listen = "127.0.0.1:4792"
+max_connections = 8
+[[logs.sources]]
+type = "http"
+max_body_bytes = 65536
+[[logs.sinks]]
+type = "loki"
+url = "https://loki:3100"
+encoding = "json"
+compression = "none"
+labels = ["app"]
+static_labels = { cluster = "eu" }
+timestamp_fields = ["ts"]
+tenant_id = "team-a"
+username = "u"
+password = "p"
+headers = { "X-Team" = "chat" }
+insecure_skip_verify = true
+[logs.sinks.delivery]
+batch_max_events = 10
+batch_max_bytes = 1000
+batch_timeout = "50ms"
+in_flight = 2
+request_timeout = "1s"
+retry_initial = "10ms"
+retry_max = "1s"
+buffer_batches = 2
+disk_buffer_max_bytes = 0
+dead_letter_path = "/tmp/dead.jsonl"
+[[logs.sinks]]
+type = "http"
+url = "http://collector/logs"
+bearer_token = "t"
+"#;
+        let config = load_from_str(text, Format::Toml, &HashMap::new()).unwrap();
+        let loki = &config.logs.sinks[0];
+        assert_eq!(loki.delivery.in_flight, 2);
+        assert_eq!(loki.effective_name(), "loki");
+        assert_eq!(config.logs.sources[1].effective_listen().port(), 4793);
+        assert!(!format!("{loki:?}").contains("\"p\""), "password masked");
+    }
+
+    #[test]
+    fn bad_network_keys_are_named() {
+        let text = r#"
+[logs]
+state_dir = "/tmp"
+[[logs.sources]]
+type = "http"
+include = ["/x"]
+max_connections = 0
+[[logs.sinks]]
+type = "loki"
+username = "u"
+static_labels = { "bad-name" = "x" }
+[logs.sinks.delivery]
+in_flight = 0
+retry_max = "0s"
+[[logs.sinks]]
+type = "http"
+url = "ftp://x"
+path = "/tmp/x"
+"#;
+        let mut found = keys(text);
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "logs.sinks[0].delivery.in_flight",
+                "logs.sinks[0].delivery.retry_max",
+                "logs.sinks[0].password",
+                "logs.sinks[0].static_labels.bad-name",
+                "logs.sinks[0].url",
+                "logs.sinks[1].path",
+                "logs.sinks[1].url",
+                "logs.sources[0].include",
+                "logs.sources[0].max_connections",
+            ]
+        );
+    }
+}
