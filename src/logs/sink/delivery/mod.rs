@@ -28,7 +28,6 @@ mod shared;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{self, Receiver, Sender};
 use tokio::task::JoinHandle;
 
@@ -109,6 +108,7 @@ impl<E: Encode> NetworkSink<E> {
                 disk: parts.disk.map(Mutex::new),
                 spilled: tokio::sync::Notify::new(),
                 closing: tokio_util::sync::CancellationToken::new(),
+                failed: tokio::sync::Notify::new(),
                 failing: AtomicBool::new(false),
             }),
             tx: Some(tx),
@@ -142,23 +142,36 @@ impl<E: Encode> Sink for NetworkSink<E> {
         let Some(tx) = &self.tx else {
             return Err(SinkError::Unavailable("sink is closed".into()));
         };
-        let events = std::mem::take(batch);
+        let mut events = std::mem::take(batch);
         self.shared.hold(&events);
-        let events = match tx.try_send(events) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Closed(events)) => events,
-            // Memory is full: to disk, or (no room there either) wait.
-            Err(TrySendError::Full(events)) => match self.shared.spill(events).await {
-                None => return Ok(()),
-                Some(events) => events,
-            },
-        };
-        if let Err(returned) = tx.send(events).await {
-            self.shared.release(&returned.0);
-            *batch = returned.0;
-            return Err(SinkError::Unavailable("delivery task ended".into()));
+        let mut spilled_once = false;
+        loop {
+            // While the destination fails and memory is full, events go to
+            // disk; a slow but healthy destination just holds the sources back.
+            if self.shared.failing() && !spilled_once && self.shared.disk.is_some() {
+                match self.shared.spill(events).await {
+                    None => return Ok(()),
+                    Some(back) => {
+                        // No room on disk: wait for memory.
+                        events = back;
+                        spilled_once = true;
+                    }
+                }
+            }
+            tokio::select! {
+                permit = tx.reserve() => match permit {
+                    Ok(permit) => {
+                        permit.send(events);
+                        return Ok(());
+                    }
+                    Err(_) => break,
+                },
+                () = self.shared.failed.notified(), if !spilled_once => {}
+            }
         }
-        Ok(())
+        self.shared.release(&events);
+        *batch = events;
+        Err(SinkError::Unavailable("delivery task ended".into()))
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {

@@ -36,6 +36,8 @@ pub(super) struct Shared<E> {
     /// Cancelled when the sink flushes at shutdown: batches that fail from
     /// then on go to the disk buffer (acknowledged) instead of being retried.
     pub closing: tokio_util::sync::CancellationToken,
+    /// Woken when requests start failing (a blocked write may spill then).
+    pub failed: tokio::sync::Notify,
     pub failing: AtomicBool,
 }
 
@@ -168,7 +170,9 @@ impl<E: Encode> Shared<E> {
                         self.report
                             .status
                             .sink_failed(&self.report.name, reason, message.clone());
-                        self.failing.store(true, Ordering::Release);
+                        if !self.failing.swap(true, Ordering::AcqRel) {
+                            self.failed.notify_one();
+                        }
                         backoff.failed(started);
                         let wait = after.unwrap_or_else(|| {
                             backoff.remaining(Instant::now()).unwrap_or_default()
