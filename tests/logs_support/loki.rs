@@ -33,6 +33,8 @@ pub enum Mode {
     Down,
     /// Answer 429 with `Retry-After` seconds.
     Throttle(u64),
+    /// Read the request, never answer.
+    Hang,
 }
 
 /// One accepted entry.
@@ -107,6 +109,33 @@ struct Timestamp {
 impl LokiServer {
     /// Starts the server in `mode`.
     pub fn start(mode: Mode) -> Self {
+        Self::start_with(mode, None)
+    }
+
+    /// Starts the server in `mode`, speaking TLS with `cert` / `key` (PEM files).
+    pub fn start_tls(mode: Mode, cert: &std::path::Path, key: &std::path::Path) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Self::start_with(
+            mode,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+    }
+
+    fn start_with(mode: Mode, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = std_listener.local_addr().unwrap();
         drop(std_listener);
@@ -123,7 +152,7 @@ impl LokiServer {
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(serve(addr, shared, stopped));
+            runtime.block_on(serve(addr, shared, stopped, tls));
         });
         let server = Self {
             addr,
@@ -148,6 +177,11 @@ impl LokiServer {
     /// `http://addr`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `https://addr`.
+    pub fn tls_url(&self) -> String {
+        format!("https://{}", self.addr)
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -237,6 +271,7 @@ async fn serve(
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
     let mut listener = None;
@@ -259,11 +294,16 @@ async fn serve(
             accepted = accept => {
                 if let Some((stream, _)) = accepted {
                     let state = state.clone();
+                    let tls = tls.clone();
                     connections.spawn(async move {
-                        let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                            .await;
+                        match tls {
+                            Some(acceptor) => {
+                                if let Ok(stream) = acceptor.accept(stream).await {
+                                    connection(stream, state).await;
+                                }
+                            }
+                            None => connection(stream, state).await,
+                        }
                     });
                 }
             }
@@ -271,6 +311,16 @@ async fn serve(
         }
         while connections.try_join_next().is_some() {}
     }
+}
+
+async fn connection<S>(stream: S, state: Arc<Mutex<State>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await;
 }
 
 fn answer(status: u16, body: &str) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -361,9 +411,14 @@ async fn handle(
             .unwrap_or_default()
             .to_owned()
     };
+    let hang = state.lock().unwrap().mode == Mode::Hang;
+    if hang {
+        std::future::pending::<()>().await;
+    }
     let mut state = state.lock().unwrap();
     state.seen.requests += 1;
-    match state.mode {
+    let mode = state.mode;
+    match mode {
         Mode::Down => return answer(503, "down"),
         Mode::Throttle(seconds) => {
             state.seen.throttled.push(Instant::now());
@@ -373,7 +428,7 @@ async fn handle(
                 .body(Full::new(Bytes::from_static(b"too many requests")))
                 .unwrap());
         }
-        Mode::Up => {}
+        Mode::Hang | Mode::Up => {}
     }
     if state
         .require
