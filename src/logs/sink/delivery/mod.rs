@@ -89,6 +89,7 @@ impl<E: Encode> NetworkSink<E> {
         // The memory bound: queued batches plus the batches being cut and sent.
         let capacity = (config.buffer_batches + config.in_flight + 1) * config.batch_max_bytes;
         parts.metrics.memory_capacity.set(capacity as i64);
+        let disk_unread = parts.disk.as_ref().is_some_and(DiskBuffer::has_unread);
         if let Some(disk) = &parts.disk {
             parts
                 .metrics
@@ -110,6 +111,7 @@ impl<E: Encode> NetworkSink<E> {
                 closing: tokio_util::sync::CancellationToken::new(),
                 failed: tokio::sync::Notify::new(),
                 failing: AtomicBool::new(false),
+                disk_unread: AtomicBool::new(disk_unread),
             }),
             tx: Some(tx),
             rx: Some(rx),

@@ -39,6 +39,9 @@ pub(super) struct Shared<E> {
     /// Woken when requests start failing (a blocked write may spill then).
     pub failed: tokio::sync::Notify,
     pub failing: AtomicBool,
+    /// Whether the disk buffer holds unread records (kept beside the lock so
+    /// the batcher never waits on a disk write to find out).
+    pub disk_unread: AtomicBool,
 }
 
 /// The size of an event as accounted in batches and buffers.
@@ -67,6 +70,7 @@ impl<E: Encode> Shared<E> {
         let disk = self.disk.as_ref()?;
         let mut disk = disk.lock().unwrap_or_else(|e| e.into_inner());
         let result = op(&mut disk);
+        self.disk_unread.store(disk.has_unread(), Ordering::Release);
         self.metrics.disk_events.set(disk.events() as i64);
         self.metrics.disk_bytes.set(disk.bytes() as i64);
         Some(result)
