@@ -93,3 +93,43 @@ pub(super) async fn run<E: Encode>(shared: Arc<Shared<E>>, mut input: Receiver<V
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::stage::tests::event;
+
+    #[test]
+    fn batches_are_cut_by_count_and_bytes_and_never_empty() {
+        let config = DeliveryConfig {
+            batch_max_events: 3,
+            batch_max_bytes: 25,
+            ..DeliveryConfig::default()
+        };
+        let mut pending: Vec<Event> = (0..5).map(|_| event(b"0123456789")).collect();
+        let mut bytes = 50;
+        let first = take_batch(&mut pending, &mut bytes, &config);
+        assert_eq!(
+            (first.len(), pending.len(), bytes),
+            (2, 3, 30),
+            "25 bytes: two of ten"
+        );
+        let config = DeliveryConfig {
+            batch_max_events: 2,
+            batch_max_bytes: 5,
+            ..config
+        };
+        let second = take_batch(&mut pending, &mut bytes, &config);
+        assert_eq!(
+            second.len(),
+            1,
+            "an event over the byte limit still goes alone"
+        );
+        let config = DeliveryConfig {
+            batch_max_bytes: 1000,
+            ..config
+        };
+        let third = take_batch(&mut pending, &mut bytes, &config);
+        assert_eq!((third.len(), pending.len(), bytes), (2, 0, 0));
+    }
+}

@@ -86,7 +86,9 @@ impl<E: Encode> Shared<E> {
     /// Writes `events` to the disk buffer and acknowledges them; gives them
     /// back when there is no room (or the write failed).
     pub async fn spill(self: &Arc<Self>, events: Vec<Event>) -> Option<Vec<Event>> {
-        self.disk.as_ref()?;
+        if self.disk.is_none() {
+            return Some(events);
+        }
         let shared = Arc::clone(self);
         let (events, result) = match tokio::task::spawn_blocking(move || {
             let result = shared.with_disk(|disk| disk.append(&events));
@@ -146,6 +148,10 @@ impl<E: Encode> Shared<E> {
     pub async fn deliver(self: Arc<Self>, events: Vec<Event>, origin: Origin) {
         let mut work = vec![events];
         while let Some(events) = work.pop() {
+            if events.is_empty() {
+                // Only undecodable disk records: nothing to send.
+                continue;
+            }
             let encoded = self.encoder.encode(&events);
             let mut backoff = Backoff::new(self.config.retry_initial, self.config.retry_max);
             loop {
