@@ -116,7 +116,7 @@ impl Metrics {
         );
         registry.register(
             "sidewatch_sink_retries",
-            "Failed sink writes tried again, by sink and reason (io, unavailable)",
+            "Failed sink writes tried again, by sink and reason (io, unavailable, timeout, throttled, server_error, client_error)",
             metrics.sink_retries.clone(),
         );
         registry.register(
@@ -253,11 +253,18 @@ pub struct SinkMetrics {
     /// Events a sink rejected for good (not acknowledged; read again after a restart).
     pub failed: Counter,
     /// `sidewatch_sink_retries_total{sink,reason}` in [`RETRY_REASONS`] order.
-    retries: [Counter; 2],
+    retries: [Counter; 6],
 }
 
 /// The reasons of `sidewatch_sink_retries_total`.
-pub const RETRY_REASONS: [&str; 2] = ["io", "unavailable"];
+pub const RETRY_REASONS: [&str; 6] = [
+    "io",
+    "unavailable",
+    "timeout",
+    "throttled",
+    "server_error",
+    "client_error",
+];
 
 impl SinkMetrics {
     /// The retry counter for `reason` (one of [`RETRY_REASONS`]).

@@ -117,6 +117,33 @@ impl Pipeline {
                 SourceKind::Stdin => {
                     source::launch(source::stdin::StdinSource::new(info, max_line))
                 }
+                SourceKind::Tcp | SourceKind::Http => {
+                    let addr = source.effective_listen();
+                    let error = |e: std::io::Error| BuildError {
+                        key: format!("logs.sources[{i}].listen"),
+                        message: format!("cannot listen on {addr}: {e}"),
+                    };
+                    if source.kind == SourceKind::Tcp {
+                        let built = source::tcp::TcpSource::bind(
+                            addr,
+                            info,
+                            max_line,
+                            source.max_connections,
+                        )
+                        .map_err(error)?;
+                        source::launch(built)
+                    } else {
+                        let built = source::http::HttpSource::bind(
+                            addr,
+                            info,
+                            max_line,
+                            source.max_body_bytes,
+                            source.max_connections,
+                        )
+                        .map_err(error)?;
+                        source::launch(built)
+                    }
+                }
             });
         }
         let stages = Stages::build(
@@ -130,6 +157,11 @@ impl Pipeline {
             message: e.message,
         })?;
         let mut sinks = Vec::new();
+        let network = config
+            .sinks
+            .iter()
+            .any(|s| matches!(s.kind, SinkKind::Loki | SinkKind::Http))
+            .then(|| sink::delivery::DeliveryFamilies::register(registry));
         for (i, sink) in config.sinks.iter().enumerate() {
             let name = sink.effective_name().to_owned();
             let report = sink::SinkReport {
@@ -155,6 +187,17 @@ impl Pipeline {
                 }
                 (SinkKind::Stdout, _) => sink::launch(sink::stdout::StdoutSink::default(), report),
                 (SinkKind::Discard, _) => sink::launch(sink::discard::DiscardSink, report),
+                (SinkKind::Loki | SinkKind::Http, _) => {
+                    let Some(families) = &network else {
+                        continue;
+                    };
+                    sink::network::build(sink, &config.state_dir, report, families).map_err(
+                        |(key, message)| BuildError {
+                            key: format!("logs.sinks[{i}].{key}"),
+                            message,
+                        },
+                    )?
+                }
             });
         }
         Ok(Some(Self {

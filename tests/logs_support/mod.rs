@@ -143,3 +143,6 @@ pub fn wait_distinct_ids(path: &Path, count: u64, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+pub mod loki;
+pub mod run;

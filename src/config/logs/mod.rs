@@ -1,6 +1,7 @@
 //! `[logs]`: the log pipeline — sources, stage options (`stages.rs`) and
 //! sinks; validation in `validate.rs`.
 
+mod network;
 mod stages;
 mod validate;
 
@@ -9,6 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Secret;
+
+pub use network::*;
 pub use stages::*;
 
 /// The log pipeline. Without sources nothing runs.
@@ -51,6 +55,11 @@ pub enum SourceKind {
     File,
     /// Read the process's standard input (`app | sidewatch run`).
     Stdin,
+    /// NDJSON over TCP connections (default `127.0.0.1:4792`).
+    Tcp,
+    /// `POST /ingest` with NDJSON or a JSON array (default `127.0.0.1:4793`);
+    /// answered 200 once the events are acknowledged.
+    Http,
 }
 
 /// Where tailing starts in files that exist when sidewatch first starts.
@@ -70,7 +79,7 @@ pub struct LogSourceConfig {
     /// Unique name, used as the `source` label and the checkpoint file name
     /// (letters, digits, `-`, `_`). Defaults to the type.
     pub name: String,
-    /// `file` or `stdin`.
+    /// `file`, `stdin`, `tcp` or `http`.
     #[serde(rename = "type")]
     pub kind: SourceKind,
     /// File source: glob patterns of files to tail (`*`, `?`, `[abc]` in any
@@ -98,6 +107,13 @@ pub struct LogSourceConfig {
     /// File source: how often checkpoints are written (also at shutdown).
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// TCP and HTTP sources: the listen address (default `127.0.0.1:4792`
+    /// for TCP, `127.0.0.1:4793` for HTTP; loopback, for the app in the pod).
+    pub listen: Option<std::net::SocketAddr>,
+    /// TCP and HTTP sources: connections served at once; more are closed.
+    pub max_connections: usize,
+    /// HTTP source: largest request body; a larger one is answered 413.
+    pub max_body_bytes: usize,
 }
 
 impl Default for LogSourceConfig {
@@ -113,6 +129,9 @@ impl Default for LogSourceConfig {
             max_open_files: 256,
             rotate_wait: Duration::from_secs(5),
             checkpoint_interval: Duration::from_secs(1),
+            listen: None,
+            max_connections: 256,
+            max_body_bytes: 10 * 1024 * 1024,
         }
     }
 }
@@ -123,8 +142,21 @@ impl LogSourceConfig {
         match (self.name.as_str(), self.kind) {
             ("", SourceKind::File) => "file",
             ("", SourceKind::Stdin) => "stdin",
+            ("", SourceKind::Tcp) => "tcp",
+            ("", SourceKind::Http) => "http",
             (name, _) => name,
         }
+    }
+
+    /// The listen address of a TCP or HTTP source (its default when unset).
+    pub fn effective_listen(&self) -> std::net::SocketAddr {
+        let port = if self.kind == SourceKind::Http {
+            4793
+        } else {
+            4792
+        };
+        self.listen
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
     }
 }
 
@@ -138,6 +170,10 @@ pub enum SinkKind {
     File,
     /// Nothing: events are only used for `[[log_metrics]]`, then acknowledged.
     Discard,
+    /// Grafana Loki's push API (`/loki/api/v1/push`).
+    Loki,
+    /// NDJSON POSTed to any HTTP endpoint.
+    Http,
 }
 
 /// When the file sink calls fsync.
@@ -157,7 +193,7 @@ pub enum Fsync {
 pub struct LogSinkConfig {
     /// Unique name, used as the `sink` label. Defaults to the type.
     pub name: String,
-    /// `stdout`, `file`, or `discard` (forward nothing; for `[[log_metrics]]` only).
+    /// `stdout`, `file`, `loki`, `http`, or `discard` (forward nothing; for `[[log_metrics]]` only).
     #[serde(rename = "type")]
     pub kind: SinkKind,
     /// File sink: the file written; rotated files get `.1`, `.2`, ... appended.
@@ -168,6 +204,40 @@ pub struct LogSinkConfig {
     pub max_files: usize,
     /// File sink: `never` or `batch`.
     pub fsync: Fsync,
+    /// Loki and HTTP sinks: the push URL. For Loki a URL without a path
+    /// (`http://loki:3100`) gets `/loki/api/v1/push` appended.
+    pub url: Option<url::Url>,
+    /// Loki sink: `protobuf` (snappy-compressed, Loki's native format) or `json`.
+    pub encoding: LokiEncoding,
+    /// Loki (JSON) and HTTP sinks: `gzip` or `none` for the request body.
+    pub compression: Compression,
+    /// Loki sink: event fields that become stream labels (keep them few and
+    /// low-cardinality; dotted names reach nested objects). The line keeps
+    /// every field.
+    pub labels: Vec<String>,
+    /// Loki sink: labels added to every stream.
+    pub static_labels: std::collections::BTreeMap<String, String>,
+    /// Loki sink: fields holding the app's timestamp, tried in order (RFC 3339
+    /// or epoch seconds / milliseconds / microseconds / nanoseconds); the read
+    /// time when none parses.
+    pub timestamp_fields: Vec<String>,
+    /// Loki sink: tenant sent as `X-Scope-OrgID` (multi-tenant Loki).
+    pub tenant_id: Option<String>,
+    /// Loki and HTTP sinks: user for basic auth (with `password`).
+    pub username: Option<String>,
+    /// Loki and HTTP sinks: password for basic auth (a secret).
+    pub password: Option<Secret>,
+    /// Loki and HTTP sinks: token sent as `Authorization: Bearer …` (a secret).
+    pub bearer_token: Option<Secret>,
+    /// Loki and HTTP sinks: extra request headers.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Loki and HTTP sinks: PEM bundle of CAs trusted for HTTPS (besides the
+    /// built-in roots).
+    pub ca_file: Option<PathBuf>,
+    /// Loki and HTTP sinks: accept any server certificate (testing only).
+    pub insecure_skip_verify: bool,
+    /// Loki and HTTP sinks: batching, retries, buffering and dead letters.
+    pub delivery: DeliveryConfig,
 }
 
 impl Default for LogSinkConfig {
@@ -179,6 +249,22 @@ impl Default for LogSinkConfig {
             max_bytes: 100 * 1024 * 1024,
             max_files: 5,
             fsync: Fsync::Never,
+            url: None,
+            encoding: LokiEncoding::Protobuf,
+            compression: Compression::Gzip,
+            labels: vec!["app".into(), "level".into()],
+            static_labels: std::collections::BTreeMap::new(),
+            timestamp_fields: ["timestamp", "time", "ts", "@timestamp"]
+                .map(String::from)
+                .to_vec(),
+            tenant_id: None,
+            username: None,
+            password: None,
+            bearer_token: None,
+            headers: std::collections::BTreeMap::new(),
+            ca_file: None,
+            insecure_skip_verify: false,
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -190,6 +276,8 @@ impl LogSinkConfig {
             ("", SinkKind::Stdout) => "stdout",
             ("", SinkKind::File) => "file",
             ("", SinkKind::Discard) => "discard",
+            ("", SinkKind::Loki) => "loki",
+            ("", SinkKind::Http) => "http",
             (name, _) => name,
         }
     }

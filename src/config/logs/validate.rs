@@ -64,6 +64,26 @@ impl LogsConfig {
                         push(format!("{key}.max_open_files"), "must be at least 1".into());
                     }
                 }
+                SourceKind::Tcp | SourceKind::Http => {
+                    if !source.include.is_empty() {
+                        push(
+                            format!("{key}.include"),
+                            "only for `type = \"file\"`".into(),
+                        );
+                    }
+                    if source.max_connections == 0 {
+                        push(
+                            format!("{key}.max_connections"),
+                            "must be at least 1".into(),
+                        );
+                    }
+                    if source.max_body_bytes < 1024 {
+                        push(
+                            format!("{key}.max_body_bytes"),
+                            "must be at least 1024".into(),
+                        );
+                    }
+                }
                 SourceKind::Stdin => {
                     stdin += 1;
                     if stdin > 1 {
@@ -98,10 +118,19 @@ impl LogsConfig {
             }
             match (sink.kind, &sink.path) {
                 (SinkKind::File, None) => push(format!("{key}.path"), "must be set".into()),
-                (SinkKind::Stdout | SinkKind::Discard, Some(_)) => {
-                    push(format!("{key}.path"), "only for `type = \"file\"`".into())
-                }
+                (
+                    SinkKind::Stdout | SinkKind::Discard | SinkKind::Loki | SinkKind::Http,
+                    Some(_),
+                ) => push(format!("{key}.path"), "only for `type = \"file\"`".into()),
                 _ => {}
+            }
+            if matches!(sink.kind, SinkKind::Loki | SinkKind::Http) {
+                validate_network(&key, sink, &mut push);
+            } else if sink.url.is_some() {
+                push(
+                    format!("{key}.url"),
+                    "only for `type = \"loki\"` or `\"http\"`".into(),
+                );
             }
             if sink.kind == SinkKind::File && sink.max_bytes > 0 && sink.max_files == 0 {
                 push(
@@ -183,4 +212,88 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Checks of a Loki or HTTP sink's keys.
+fn validate_network(key: &str, sink: &LogSinkConfig, push: &mut impl FnMut(String, String)) {
+    match &sink.url {
+        None => push(format!("{key}.url"), "must be set".into()),
+        Some(url) if !matches!(url.scheme(), "http" | "https") => push(
+            format!("{key}.url"),
+            format!("scheme {:?}: use http or https", url.scheme()),
+        ),
+        Some(_) => {}
+    }
+    if sink.username.is_some() != sink.password.is_some() {
+        push(
+            format!("{key}.password"),
+            "`username` and `password` go together".into(),
+        );
+    }
+    if sink.username.is_some() && sink.bearer_token.is_some() {
+        push(
+            format!("{key}.bearer_token"),
+            "use either basic auth or a bearer token".into(),
+        );
+    }
+    for (name, value) in &sink.headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || http::HeaderValue::from_str(value).is_err()
+        {
+            push(
+                format!("{key}.headers.{name}"),
+                "not a valid HTTP header".into(),
+            );
+        }
+    }
+    if let Some(tenant) = &sink.tenant_id {
+        if http::HeaderValue::from_str(tenant).is_err() || tenant.is_empty() {
+            push(
+                format!("{key}.tenant_id"),
+                "not a valid header value".into(),
+            );
+        }
+    }
+    if sink.kind == SinkKind::Loki {
+        for (i, label) in sink.labels.iter().enumerate() {
+            if label.is_empty() {
+                push(format!("{key}.labels[{i}]"), "must not be empty".into());
+            }
+        }
+        for name in sink.static_labels.keys() {
+            if !crate::logs::sink::loki::valid_label_name(name) {
+                push(
+                    format!("{key}.static_labels.{name}"),
+                    "label names are letters, digits and `_`, not starting with a digit".into(),
+                );
+            }
+        }
+    }
+    let delivery = &sink.delivery;
+    for (field, value) in [
+        ("batch_max_events", delivery.batch_max_events),
+        ("batch_max_bytes", delivery.batch_max_bytes),
+        ("in_flight", delivery.in_flight),
+        ("buffer_batches", delivery.buffer_batches),
+    ] {
+        if value == 0 {
+            push(
+                format!("{key}.delivery.{field}"),
+                "must be at least 1".into(),
+            );
+        }
+    }
+    for (field, value) in [
+        ("batch_timeout", delivery.batch_timeout),
+        ("request_timeout", delivery.request_timeout),
+        ("retry_initial", delivery.retry_initial),
+        ("retry_max", delivery.retry_max),
+    ] {
+        if value.is_zero() {
+            push(
+                format!("{key}.delivery.{field}"),
+                "must be greater than zero".into(),
+            );
+        }
+    }
 }

@@ -9,8 +9,12 @@
 //! a sink drops without that call keeps its batch unacknowledged, so the
 //! source reads it again after a restart.
 
+pub mod delivery;
 pub mod discard;
 pub mod file;
+pub mod http;
+pub mod loki;
+pub mod network;
 pub mod stdout;
 
 use std::future::Future;
@@ -158,7 +162,11 @@ pub async fn drive<S: Sink>(
             }
         }
     }
-    if let Err(error) = sink.flush().await {
+    let flushed = tokio::select! {
+        flushed = sink.flush() => flushed,
+        () = abort.cancelled() => return,
+    };
+    if let Err(error) = flushed {
         tracing::warn!(sink = %name, %error, "sink flush failed");
     }
 }

@@ -7,7 +7,9 @@
 //! (the drain took too long: write what is known and return).
 
 pub mod file;
+pub mod http;
 pub mod stdin;
+pub mod tcp;
 
 use std::future::Future;
 use std::pin::Pin;

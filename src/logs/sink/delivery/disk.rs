@@ -1,0 +1,395 @@
+//! The disk buffer of one network sink: events that do not fit in memory
+//! during an outage, in size-capped segment files under the state directory.
+//!
+//! A segment (`<sequence>.seg`) starts with the magic `SWDB` and a format
+//! version (u32 LE, now 1), then records: payload length (u32 LE), CRC-32 of
+//! the payload (u32 LE), payload (source name length u8, source name, read
+//! time in ns u64 LE, raw length u32 LE, the fields as JSON). An event is
+//! acknowledged to its source once its record is fsync'd. Segments are read
+//! record by record (never loaded whole); a record that does not check out
+//! ends its segment's readable part (a corrupt or torn tail), which is
+//! skipped and counted. A segment is deleted once every record read from it
+//! is delivered; segments left by an earlier run are read first after a
+//! restart (records delivered but not yet deleted may be sent twice).
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::logs::fields::Parsed;
+use crate::logs::metrics::SourceMetrics;
+use crate::logs::{Event, EventMeta, Fields, Flags, SourceInfo};
+
+const MAGIC: &[u8; 4] = b"SWDB";
+/// The segment format version written.
+pub const VERSION: u32 = 1;
+const HEADER: u64 = 8;
+/// A segment is closed once it grows beyond this.
+const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// Larger records are taken as corruption.
+const MAX_RECORD: u32 = 64 * 1024 * 1024;
+
+/// One segment file.
+#[derive(Debug)]
+struct Segment {
+    id: u64,
+    /// Bytes that hold valid records (header included).
+    len: u64,
+    /// Size of the file on disk (counted against the cap).
+    file_len: u64,
+    /// Records in the valid part not yet read.
+    unread: u64,
+    /// Records read and not yet delivered.
+    outstanding: u64,
+    /// Where the next unread record starts.
+    read_pos: u64,
+}
+
+/// What [`DiskBuffer::open`] found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Records left by an earlier run.
+    pub records: u64,
+    /// Segments whose tail did not check out (skipped).
+    pub corrupt_tails: u64,
+    /// Bytes skipped in those tails.
+    pub corrupt_bytes: u64,
+}
+
+/// A batch read from the buffer: deliver it, then [`DiskBuffer::delivered`].
+#[derive(Debug)]
+pub struct Chunk {
+    /// The segment it came from.
+    pub segment: u64,
+    /// Its events (without acknowledgement: they were acknowledged when written).
+    pub events: Vec<Event>,
+    /// Records consumed (an undecodable one is consumed without an event).
+    pub records: u64,
+}
+
+/// Size-capped, checksummed segments in one directory.
+#[derive(Debug)]
+pub struct DiskBuffer {
+    dir: PathBuf,
+    max_bytes: u64,
+    segments: VecDeque<Segment>,
+    writer: Option<File>,
+    reader: Option<(u64, BufReader<File>)>,
+    next_id: u64,
+    sources: Vec<Arc<SourceInfo>>,
+    buffer: Vec<u8>,
+}
+
+impl DiskBuffer {
+    /// Opens (creating) the buffer in `dir`, scanning segments left by an
+    /// earlier run record by record.
+    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<(Self, Recovered)> {
+        std::fs::create_dir_all(dir)?;
+        let mut ids: Vec<u64> = std::fs::read_dir(dir)?
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name();
+                name.to_str()?.strip_suffix(".seg")?.parse().ok()
+            })
+            .collect();
+        ids.sort_unstable();
+        let mut recovered = Recovered::default();
+        let mut segments = VecDeque::new();
+        for id in &ids {
+            let path = dir.join(format!("{id:020}.seg"));
+            let file_len = std::fs::metadata(&path)?.len();
+            let (len, records) = scan(&path)?;
+            if len < file_len {
+                recovered.corrupt_tails += 1;
+                recovered.corrupt_bytes += file_len - len;
+                tracing::warn!(file = %path.display(), skipped_bytes = file_len - len, "disk buffer segment has a corrupt tail; skipped");
+            }
+            recovered.records += records;
+            if records == 0 {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            segments.push_back(Segment {
+                id: *id,
+                len,
+                file_len,
+                unread: records,
+                outstanding: 0,
+                read_pos: HEADER,
+            });
+        }
+        let next_id = ids.last().map_or(0, |id| id + 1);
+        Ok((
+            Self {
+                dir: dir.to_owned(),
+                max_bytes,
+                segments,
+                writer: None,
+                reader: None,
+                next_id,
+                sources: Vec::new(),
+                buffer: Vec::new(),
+            },
+            recovered,
+        ))
+    }
+
+    fn path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id:020}.seg"))
+    }
+
+    /// Bytes on disk.
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.file_len).sum()
+    }
+
+    /// Records not yet delivered (unread or being delivered).
+    pub fn events(&self) -> u64 {
+        self.segments.iter().map(|s| s.unread + s.outstanding).sum()
+    }
+
+    /// Whether records wait to be read.
+    pub fn has_unread(&self) -> bool {
+        self.segments.iter().any(|s| s.unread > 0)
+    }
+
+    /// Appends `events` and syncs them; `Ok(false)` (nothing written) when
+    /// they do not fit under the cap.
+    pub fn append(&mut self, events: &[Event]) -> io::Result<bool> {
+        let mut data = std::mem::take(&mut self.buffer);
+        data.clear();
+        for event in events {
+            encode(event, &mut data);
+        }
+        let result = self.append_encoded(&data, events.len() as u64);
+        if data.capacity() <= 4 * SEGMENT_BYTES as usize {
+            self.buffer = data;
+        }
+        result
+    }
+
+    fn append_encoded(&mut self, data: &[u8], records: u64) -> io::Result<bool> {
+        let size = data.len() as u64;
+        if self.bytes() + size + HEADER > self.max_bytes {
+            return Ok(false);
+        }
+        let rolling = match self.segments.back() {
+            Some(last) => self.writer.is_none() || last.file_len + size > SEGMENT_BYTES,
+            None => true,
+        };
+        if rolling {
+            let id = self.next_id;
+            self.next_id += 1;
+            let mut file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(self.path(id))?;
+            let mut header = MAGIC.to_vec();
+            header.extend_from_slice(&VERSION.to_le_bytes());
+            file.write_all(&header)?;
+            self.writer = Some(file);
+            self.segments.push_back(Segment {
+                id,
+                len: HEADER,
+                file_len: HEADER,
+                unread: 0,
+                outstanding: 0,
+                read_pos: HEADER,
+            });
+            if let Ok(dir) = File::open(&self.dir) {
+                let _ = dir.sync_all();
+            }
+        }
+        let (Some(file), Some(segment)) = (self.writer.as_mut(), self.segments.back_mut()) else {
+            return Err(io::Error::other("disk buffer has no open segment"));
+        };
+        let written = file.write_all(data).and_then(|()| file.sync_data());
+        if let Err(error) = written {
+            // The partial write (if any) is a torn tail; write a new segment next time.
+            segment.file_len = file.metadata().map_or(segment.file_len, |m| m.len());
+            self.writer = None;
+            return Err(error);
+        }
+        segment.len += size;
+        segment.file_len += size;
+        segment.unread += records;
+        Ok(true)
+    }
+
+    /// Reads up to `max` unread records from the oldest segment holding some.
+    pub fn read(&mut self, max: usize) -> io::Result<Option<Chunk>> {
+        let Some(index) = self.segments.iter().position(|s| s.unread > 0) else {
+            return Ok(None);
+        };
+        let id = self.segments[index].id;
+        if self.reader.as_ref().map(|(r, _)| *r) != Some(id) {
+            let mut file = File::open(self.path(id))?;
+            file.seek(SeekFrom::Start(self.segments[index].read_pos))?;
+            self.reader = Some((id, BufReader::with_capacity(256 * 1024, file)));
+        }
+        let Some((_, reader)) = self.reader.as_mut() else {
+            return Ok(None);
+        };
+        let mut events = Vec::new();
+        let mut records = 0;
+        let segment = &mut self.segments[index];
+        while events.len() < max && segment.unread > 0 {
+            match read_record(reader, &mut segment.read_pos, segment.len) {
+                Ok(Some(payload)) => {
+                    segment.unread -= 1;
+                    segment.outstanding += 1;
+                    records += 1;
+                    if let Some(event) = decode(&payload, &mut self.sources) {
+                        events.push(event);
+                    }
+                }
+                Ok(None) => segment.unread = 0,
+                Err(error) => {
+                    self.reader = None;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(Some(Chunk {
+            segment: id,
+            events,
+            records,
+        }))
+    }
+
+    /// Marks `count` records read from `segment` delivered; removes
+    /// segments that are done.
+    pub fn delivered(&mut self, segment: u64, count: u64) {
+        if let Some(s) = self.segments.iter_mut().find(|s| s.id == segment) {
+            s.outstanding = s.outstanding.saturating_sub(count);
+        }
+        let writing = self.writer.as_ref().and(self.segments.back().map(|s| s.id));
+        while let Some(front) = self.segments.front() {
+            if front.unread > 0 || front.outstanding > 0 || Some(front.id) == writing {
+                break;
+            }
+            let id = front.id;
+            self.segments.pop_front();
+            if self.reader.as_ref().map(|(r, _)| *r) == Some(id) {
+                self.reader = None;
+            }
+            let _ = std::fs::remove_file(self.path(id));
+        }
+        // The segment being written is done too: start afresh.
+        if let (Some(last), true) = (self.segments.back(), self.writer.is_some()) {
+            if last.unread == 0 && last.outstanding == 0 && self.segments.len() == 1 {
+                let id = last.id;
+                self.segments.clear();
+                self.writer = None;
+                self.reader = None;
+                let _ = std::fs::remove_file(self.path(id));
+            }
+        }
+    }
+}
+
+/// Scans a segment: the length of its valid part and its record count.
+fn scan(path: &Path) -> io::Result<(u64, u64)> {
+    let file = File::open(path)?;
+    let file_len = file.metadata()?.len();
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let mut header = [0u8; HEADER as usize];
+    if reader.read_exact(&mut header).is_err()
+        || &header[..4] != MAGIC
+        || u32::from_le_bytes([header[4], header[5], header[6], header[7]]) != VERSION
+    {
+        return Ok((0, 0));
+    }
+    let mut len = HEADER;
+    let mut records = 0;
+    while read_record(&mut reader, &mut len, file_len)?.is_some() {
+        records += 1;
+    }
+    Ok((len, records))
+}
+
+/// Reads the record at `*position` (where `reader` stands), advancing
+/// both; `None` at the end or at a record that does not check out (length
+/// beyond `limit`, torn, bad checksum).
+fn read_record(
+    reader: &mut BufReader<File>,
+    position: &mut u64,
+    limit: u64,
+) -> io::Result<Option<Vec<u8>>> {
+    let start = *position;
+    let mut head = [0u8; 8];
+    if start + 8 > limit || reader.read_exact(&mut head).is_err() {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if len > MAX_RECORD || start + 8 + u64::from(len) > limit {
+        return Ok(None);
+    }
+    let mut payload = vec![0u8; len as usize];
+    if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+        return Ok(None);
+    }
+    *position = start + 8 + u64::from(len);
+    Ok(Some(payload))
+}
+
+/// Appends `event` as one record.
+fn encode(event: &Event, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 8]);
+    let name = event.meta.source.name.as_bytes();
+    let name = &name[..name.len().min(255)];
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    let read_at = event
+        .meta
+        .read_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64);
+    out.extend_from_slice(&read_at.to_le_bytes());
+    out.extend_from_slice(&(event.meta.raw_len.min(u32::MAX as usize) as u32).to_le_bytes());
+    let _ = serde_json::to_writer(&mut *out, &event.fields);
+    let payload = &out[start + 8..];
+    let len = (payload.len() as u32).to_le_bytes();
+    let crc = crc32fast::hash(payload).to_le_bytes();
+    out[start..start + 4].copy_from_slice(&len);
+    out[start + 4..start + 8].copy_from_slice(&crc);
+}
+
+/// The event of one record (sources are shared by name).
+fn decode(payload: &[u8], sources: &mut Vec<Arc<SourceInfo>>) -> Option<Event> {
+    let name_len = usize::from(*payload.first()?);
+    let name = std::str::from_utf8(payload.get(1..1 + name_len)?).ok()?;
+    let rest = payload.get(1 + name_len..)?;
+    let read_at = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+    let raw_len = u32::from_le_bytes(rest.get(8..12)?.try_into().ok()?) as usize;
+    let fields = match Fields::parse(std::str::from_utf8(rest.get(12..)?).ok()?).ok()? {
+        Parsed::Object(fields) => fields,
+        Parsed::Other(_) => return None,
+    };
+    let source = match sources.iter().find(|s| s.name == name) {
+        Some(source) => Arc::clone(source),
+        None => {
+            let source = Arc::new(SourceInfo {
+                name: name.to_owned(),
+                metrics: SourceMetrics::detached(),
+            });
+            sources.push(Arc::clone(&source));
+            source
+        }
+    };
+    let meta = EventMeta {
+        source,
+        path: None,
+        read_at: SystemTime::UNIX_EPOCH + Duration::from_nanos(read_at),
+        raw_len,
+        flags: Flags::default(),
+    };
+    Some(Event::from_fields(fields, meta, None))
+}
+
+#[cfg(test)]
+mod tests;
