@@ -22,15 +22,16 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 echo "== generating $lines lines"
 python3 - "$work/app.log" "$lines" <<'PY'
-import sys
+import json, sys
 path, n = sys.argv[1], int(sys.argv[2])
 with open(path, "w") as f:
     for i in range(n):
         line = ('{"timestamp":"2025-12-07T10:30:00.%03dZ","level":"info","request_id":"req-%08x",'
                 '"message":"Chat message processed","intent":"faq","latency_ms":%d,'
-                '"app":"chatbot","user":"u%d"' % (i % 1000, i, i % 2000, i))
-        line += ',"pad":"' + "x" * (197 - len(line) - 9) + '"}'
-        f.write(line[:199] + "\n")
+                '"app":"chatbot","user":"u%d","pad":"' % (i % 1000, i, i % 2000, i))
+        line += "x" * (197 - len(line)) + '"}'  # 199 characters + newline
+        json.loads(line)  # every line is valid JSON
+        f.write(line + "\n")
 PY
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
