@@ -13,6 +13,7 @@ pub mod collect;
 pub mod config;
 pub mod demo;
 pub mod logs;
+pub mod proxy;
 pub mod shutdown;
 pub mod statsd;
 pub mod telemetry;

@@ -54,6 +54,15 @@ pub struct BuildError {
     pub message: String,
 }
 
+/// A source built outside `[logs]` (the proxy's access log): its `source`
+/// label and how to launch it once the pipeline has made its [`SourceInfo`].
+pub struct ExtraSource {
+    /// The `source` label.
+    pub name: String,
+    /// Builds the source from its info.
+    pub launch: Box<dyn FnOnce(Arc<SourceInfo>) -> source::Launch + Send>,
+}
+
 /// A built pipeline, not started yet.
 pub struct Pipeline {
     sources: Vec<source::Launch>,
@@ -79,7 +88,17 @@ impl Pipeline {
         pod: &PodInfo,
         registry: &mut Registry,
     ) -> Result<Option<Self>, BuildError> {
-        if config.sources.is_empty() {
+        Self::build_with(config, pod, registry, Vec::new())
+    }
+
+    /// [`Pipeline::build`] with sources from outside `[logs]` added.
+    pub fn build_with(
+        config: &LogsConfig,
+        pod: &PodInfo,
+        registry: &mut Registry,
+        extra: Vec<ExtraSource>,
+    ) -> Result<Option<Self>, BuildError> {
+        if config.sources.is_empty() && extra.is_empty() {
             return Ok(None);
         }
         if config.sources.iter().any(|s| s.kind == SourceKind::File) {
@@ -114,6 +133,13 @@ impl Pipeline {
                     source::launch(source::stdin::StdinSource::new(info, max_line))
                 }
             });
+        }
+        for source in extra {
+            let info = Arc::new(SourceInfo {
+                metrics: metrics.source(&source.name),
+                name: source.name,
+            });
+            sources.push((source.launch)(info));
         }
         let stages = Stages::build(
             &config.stages,
