@@ -20,10 +20,10 @@ use crate::config::{Config, PodInfo};
 use crate::logs::rules::LogRules;
 use crate::logs::ExtraSource;
 use crate::proxy::{AccessLog, Proxy, ProxyError};
-use crate::telemetry::route::RouteNormalizer;
 use crate::shutdown::{self, Shutdown};
 use crate::statsd::{Intake, StatsdServer};
 use crate::telemetry::cardinality::OverflowMetrics;
+use crate::telemetry::route::RouteNormalizer;
 use crate::telemetry::{self, process::ProcessCollector};
 
 /// How long tasks get to finish after they are told to stop.
@@ -114,14 +114,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         .process
         .enabled
         .then(|| ProcessCollector::build(&config.process, &mut registry));
-    let overflow = if config.log_metrics.is_empty()
-        && !config.statsd.enabled
-        && !config.proxy.is_enabled()
-    {
-        OverflowMetrics::register(&mut prometheus_client::registry::Registry::default())
-    } else {
-        OverflowMetrics::register(&mut registry)
-    };
+    let overflow =
+        if config.log_metrics.is_empty() && !config.statsd.enabled && !config.proxy.is_enabled() {
+            OverflowMetrics::register(&mut prometheus_client::registry::Registry::default())
+        } else {
+            OverflowMetrics::register(&mut registry)
+        };
     let build_error = |e: crate::logs::BuildError| RunError::Build {
         key: e.key,
         message: e.message,

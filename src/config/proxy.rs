@@ -142,7 +142,11 @@ mod tests {
         let text = "[proxy]\nenabled = true\nconnect_timeout = \"0s\"\nmax_headers = 0\n";
         let errors = load_from_str(text, Format::Toml, &HashMap::new()).unwrap_err();
         let keys: Vec<_> = errors.0.iter().map(|e| e.key.as_str()).collect();
-        for key in ["proxy.upstream", "proxy.connect_timeout", "proxy.max_headers"] {
+        for key in [
+            "proxy.upstream",
+            "proxy.connect_timeout",
+            "proxy.max_headers",
+        ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }
         let text = "[proxy]\nupstream = \"nohost\"\n";

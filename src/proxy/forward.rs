@@ -196,7 +196,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_are_removed() {
         let mut headers = HeaderMap::new();
-        headers.insert("connection", HeaderValue::from_static("keep-alive, x-secret-hop"));
+        headers.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
         headers.insert("x-secret-hop", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert("x-kept", HeaderValue::from_static("1"));
@@ -208,7 +211,10 @@ mod tests {
     #[test]
     fn upgrades_are_recognised() {
         let mut headers = HeaderMap::new();
-        headers.insert("connection", HeaderValue::from_static("keep-alive, Upgrade"));
+        headers.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         headers.insert("upgrade", HeaderValue::from_static("websocket"));
         assert!(is_upgrade(&headers));
     }

@@ -77,7 +77,8 @@ pub fn parse_trace_id(value: &str) -> Option<&str> {
     if b.len() < 55 || (b.len() > 55 && b[55] != b'-') {
         return None;
     }
-    let (version, trace, parent, flags) = (&value[0..2], &value[3..35], &value[36..52], &value[53..55]);
+    let (version, trace, parent, flags) =
+        (&value[0..2], &value[3..35], &value[36..52], &value[53..55]);
     let hex = |s: &str| s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
     let ok = b[2] == b'-'
         && b[35] == b'-'

@@ -38,7 +38,8 @@ pub const SIZE_BUCKETS: [f64; 12] = [
 /// unreachable → 502), `connect_timeout` (→ 502), `timeout` (no response
 /// headers in time → 504), `closed` (the app closed or reset the connection
 /// before answering → 502), `reset` (the app's response body broke off).
-pub const UPSTREAM_REASONS: [&str; 5] = ["connect", "connect_timeout", "timeout", "closed", "reset"];
+pub const UPSTREAM_REASONS: [&str; 5] =
+    ["connect", "connect_timeout", "timeout", "closed", "reset"];
 
 /// Why a client connection ended in error (`reason` of
 /// `sidewatch_proxy_connection_errors_total`): `header_timeout`
@@ -86,8 +87,10 @@ impl ProxyMetrics {
                 Histogram::new(SIZE_BUCKETS)
             })
         };
-        let (request_size, response_size) =
-            (size("http_request_size_bytes"), size("http_response_size_bytes"));
+        let (request_size, response_size) = (
+            size("http_request_size_bytes"),
+            size("http_response_size_bytes"),
+        );
         let metrics = Self {
             requests,
             duration,
@@ -148,14 +151,18 @@ impl ProxyMetrics {
             let _ = metrics.upstream_errors.get_or_create(&[("reason", reason)]);
         }
         for reason in CONNECTION_REASONS {
-            let _ = metrics.connection_errors.get_or_create(&[("reason", reason)]);
+            let _ = metrics
+                .connection_errors
+                .get_or_create(&[("reason", reason)]);
         }
         metrics
     }
 
     /// Counts an upstream failure (`reason` from [`UPSTREAM_REASONS`]).
     pub fn upstream_error(&self, reason: &'static str) {
-        self.upstream_errors.get_or_create(&[("reason", reason)]).inc();
+        self.upstream_errors
+            .get_or_create(&[("reason", reason)])
+            .inc();
     }
 
     /// Counts a client connection error (`reason` from [`CONNECTION_REASONS`]).

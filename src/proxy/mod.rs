@@ -101,12 +101,13 @@ impl Proxy {
             .parse()
             .map_err(|_| ProxyError::Upstream(config.upstream.clone()))?;
         let metrics = ProxyMetrics::register(registry, overflow, config.max_series);
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ProxyError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ProxyError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
@@ -168,8 +169,7 @@ impl Proxy {
             };
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
-            let service =
-                service_fn(move |request| forward::handle(shared.clone(), peer, request));
+            let service = service_fn(move |request| forward::handle(shared.clone(), peer, request));
             let connection = self
                 .builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
