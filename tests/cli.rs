@@ -220,6 +220,7 @@ fn demo_serves_moving_data() {
     let mut child = Command::new(BIN)
         .arg("demo")
         .env("SIDEWATCH__ADMIN__LISTEN", "127.0.0.1:0")
+        .env("SIDEWATCH__PROXY__LISTEN", "127.0.0.1:0")
         .env_remove("SIDEWATCH_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -279,6 +280,11 @@ fn demo_serves_moving_data() {
         ),
         Some(10.0),
         "{text}"
+    );
+    // The traffic goes through the proxy: RED metrics per route.
+    assert!(
+        text.lines().any(|l| l.starts_with("http_requests_total{")),
+        "no proxy request metrics:\n{text}"
     );
     signal(&child, "TERM");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));

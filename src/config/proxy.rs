@@ -149,6 +149,17 @@ mod tests {
         ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }
+        let red = include_str!("../../examples/log-metrics-red.toml");
+        let text = format!("{red}\n[proxy]\nupstream = \"127.0.0.1:8080\"\n");
+        let errors = load_from_str(&text, Format::Toml, &HashMap::new()).unwrap_err();
+        let keys: Vec<_> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        for key in ["log_metrics[0].name", "log_metrics[1].name"] {
+            let error = errors.0.iter().find(|e| e.key == key);
+            assert!(
+                error.is_some_and(|e| e.message.contains("proxy")),
+                "{keys:?}"
+            );
+        }
         let text = "[proxy]\nupstream = \"nohost\"\n";
         let errors = load_from_str(text, Format::Toml, &HashMap::new()).unwrap_err();
         assert_eq!(errors.0[0].key, "proxy.upstream");

@@ -55,9 +55,14 @@ pub async fn run(mut config: Config, shutdown: Shutdown) -> Result<(), RunError>
     let running = crate::start(config, shutdown).await?;
     let stop = CancellationToken::new();
     let app_task = tokio::spawn(app::serve(listener, log, stop.clone()));
-    let traffic_task = tokio::spawn(traffic::generate(DEMO_APP_ADDR, stop.clone()));
+    // The traffic goes through the proxy when it runs, so RED metrics move.
+    let target = running.proxy_addr().map_or(DEMO_APP_ADDR, |addr| {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    });
+    let traffic_task = tokio::spawn(traffic::generate(target, stop.clone()));
     eprintln!(
         "\nsidewatch demo: demo app on http://{DEMO_APP_ADDR} (JSON logs in {}),\n\
+         traffic through the proxy on http://{target},\n\
          sidewatch on http://{}/metrics  /status  /readyz — Ctrl-C to stop.\n",
         log_dir.join("app.log").display(),
         running.admin_addr(),

@@ -48,6 +48,7 @@ impl AccessRecord<'_> {
     /// The event's fields.
     pub fn to_fields(&self) -> Map<String, Value> {
         let mut fields = Map::new();
+        fields.insert("level".into(), "info".into());
         fields.insert("message".into(), "proxy access".into());
         fields.insert("kind".into(), "access".into());
         fields.insert("method".into(), self.method.into());
