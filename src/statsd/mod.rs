@@ -211,7 +211,7 @@ impl Intake {
             Mapped::Drop => Resolved::Drop,
             Mapped::Metric { name, .. }
                 if names::reserved_by(&name, false).is_some()
-                    || self.taken.iter().any(|t| *t == name) =>
+                    || self.taken.contains(&name) =>
             {
                 Resolved::Reserved
             }

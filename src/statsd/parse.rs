@@ -133,8 +133,11 @@ pub fn parse_line<'a>(line: &'a str, sample: impl FnMut(Sample<'a>)) -> Result<(
     Ok(())
 }
 
+/// A metric name with its `(key, value)` tags.
+type NameAndTags<'a> = (&'a str, Vec<(&'a str, &'a str)>);
+
 /// Splits InfluxDB (`name,k=v`) and Librato (`name#k=v`) tags off the name.
-fn name_and_tags(head: &str) -> Result<(&str, Vec<(&str, &str)>), LineError> {
+fn name_and_tags(head: &str) -> Result<NameAndTags<'_>, LineError> {
     let mut tags = Vec::new();
     match head.find([',', '#']) {
         None => Ok((head, tags)),
