@@ -451,6 +451,40 @@ async fn unreachable_and_slow_apps_answer_502_and_504_by_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_reset_mid_response_is_counted_and_cuts_the_client() {
+    // An app that promises 1000 bytes, sends 10 and closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = read_head(&mut s).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+                    .await;
+            });
+        }
+    });
+    let (sidewatch, base) = start(app, "").await;
+    let response = client().get(format!("{base}/cut")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.is_err(), "the client must see the body cut");
+    let text = sidewatch
+        .wait_for_metric(
+            "sidewatch_proxy_upstream_errors_total",
+            &[("reason", "reset")],
+            Duration::from_secs(5),
+            |v| v == 1.0,
+        )
+        .await;
+    let _ = text;
+    sidewatch
+        .wait_for_metric("http_requests_in_flight", &[], Duration::from_secs(5), |v| v == 0.0)
+        .await;
+    sidewatch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_headers_get_431_and_slowloris_is_cut() {
     let app = spawn_app().await;
     let (sidewatch, _) = start(
@@ -468,6 +502,11 @@ async fn huge_headers_get_431_and_slowloris_is_cut() {
     let _ = stream.write_all(big.as_bytes()).await;
     let head = read_head(&mut stream).await;
     assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+
+    let mut garbage = TcpStream::connect(proxy).await.unwrap();
+    garbage.write_all(b"HELLO THERE\r\n\r\n").await.unwrap();
+    let head = read_head(&mut garbage).await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
 
     let mut slow = TcpStream::connect(proxy).await.unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n")
