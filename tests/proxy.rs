@@ -16,11 +16,16 @@ use support::{client, metric, Sidewatch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The two tests that measure this process's RSS and FDs run one at a time.
+static MEASURING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn config(upstream: SocketAddr, extra: &str) -> String {
     format!(
         r#"
 [process]
 enabled = false
+[shutdown]
+grace_period = "1s"
 [routes]
 templates = ["/api/orders/{{id}}"]
 [proxy]
@@ -357,6 +362,7 @@ async fn h2c_prior_knowledge_is_proxied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_body_streams_both_ways_without_rss_growth() {
+    let _measuring = MEASURING.lock().await;
     let app = spawn_app().await;
     let (sidewatch, base) = start(app, "").await;
     let http = client();
@@ -468,7 +474,10 @@ async fn an_upstream_reset_mid_response_is_counted_and_cuts_the_client() {
     let (sidewatch, base) = start(app, "").await;
     let response = client().get(format!("{base}/cut")).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.bytes().await.is_err(), "the client must see the body cut");
+    assert!(
+        response.bytes().await.is_err(),
+        "the client must see the body cut"
+    );
     let text = sidewatch
         .wait_for_metric(
             "sidewatch_proxy_upstream_errors_total",
@@ -479,7 +488,12 @@ async fn an_upstream_reset_mid_response_is_counted_and_cuts_the_client() {
         .await;
     let _ = text;
     sidewatch
-        .wait_for_metric("http_requests_in_flight", &[], Duration::from_secs(5), |v| v == 0.0)
+        .wait_for_metric(
+            "http_requests_in_flight",
+            &[],
+            Duration::from_secs(5),
+            |v| v == 0.0,
+        )
         .await;
     sidewatch.stop().await;
 }
@@ -540,6 +554,7 @@ async fn huge_headers_get_431_and_slowloris_is_cut() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_aborted_requests_leave_no_fds_or_memory_behind() {
+    let _measuring = MEASURING.lock().await;
     let app = spawn_app().await;
     let (sidewatch, base) = start(app, "").await;
     let proxy = sidewatch.proxy.unwrap();
@@ -614,8 +629,8 @@ async fn ten_thousand_aborted_requests_leave_no_fds_or_memory_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keeps_proxying_during_the_grace_period_finishing_in_flight_requests() {
     let app = spawn_app().await;
-    // The app never goes away here, so the grace period bounds the wait.
-    let (sidewatch, base) = start(app, "[shutdown]\ngrace_period = \"1s\"").await;
+    // The app never goes away here, so the grace period (1 s) bounds the wait.
+    let (sidewatch, base) = start(app, "").await;
     let in_flight = {
         let base = base.clone();
         tokio::spawn(async move {

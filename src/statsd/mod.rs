@@ -210,8 +210,7 @@ impl Intake {
         match self.mapper.map(raw) {
             Mapped::Drop => Resolved::Drop,
             Mapped::Metric { name, .. }
-                if names::reserved_by(&name, false).is_some()
-                    || self.taken.contains(&name) =>
+                if names::reserved_by(&name, false).is_some() || self.taken.contains(&name) =>
             {
                 Resolved::Reserved
             }
