@@ -167,7 +167,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         tasks.spawn(server.run(stop.clone()));
     }
     if let Some(proxy) = proxy {
-        tasks.spawn(proxy.serve(stop.clone()));
+        tasks.spawn(proxy.run(stop.clone(), config.proxy.threads));
     }
     if let Some(pipeline) = pipeline {
         // `app | sidewatch run`: when the input ends, so does sidewatch.

@@ -151,6 +151,64 @@ impl Proxy {
         self.listener.local_addr()
     }
 
+    /// Serves on `threads` threads of the proxy's own runtime (one thread:
+    /// a single event loop, no cross-thread wake-ups) until `stop`, then
+    /// drains; resolves once the proxy has stopped.
+    pub async fn run(self, stop: CancellationToken, threads: usize) {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let listener = match self.listener.into_std() {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(%error, "proxy: cannot move the listener");
+                return;
+            }
+        };
+        let (shared, builder) = (self.shared, self.builder);
+        let runtime = if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("sidewatch-proxy")
+                .enable_all()
+                .build()
+        };
+        let runtime = match runtime {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "proxy: cannot start its runtime");
+                return;
+            }
+        };
+        let thread = std::thread::Builder::new()
+            .name("sidewatch-proxy".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            let proxy = Proxy {
+                                listener,
+                                shared,
+                                builder,
+                            };
+                            proxy.serve(stop).await;
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "proxy: cannot register the listener")
+                        }
+                    }
+                });
+                let _ = done_tx.send(());
+            });
+        if let Err(error) = thread {
+            tracing::error!(%error, "proxy: cannot start its thread");
+            return;
+        }
+        let _ = done_rx.await;
+    }
+
     /// Serves until `stop`, then drains (see the module doc).
     pub async fn serve(self, stop: CancellationToken) {
         let graceful = GracefulShutdown::new();
