@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,7 +17,9 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::{metric, Sidewatch};
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
@@ -134,4 +138,45 @@ pub fn rss_bytes() -> u64 {
 /// Open file descriptors of this process.
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// sidewatch's config for the tests: the proxy in front of `upstream`, plus `extra` keys of `[proxy]` (or later sections).
+pub fn config(upstream: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[process]
+enabled = false
+[shutdown]
+grace_period = "1s"
+[routes]
+templates = ["/api/orders/{{id}}"]
+[proxy]
+listen = "127.0.0.1:0"
+upstream = "{upstream}"
+{extra}
+"#
+    )
+}
+
+pub async fn start(upstream: SocketAddr, extra: &str) -> (Sidewatch, String) {
+    let sidewatch = Sidewatch::start(&config(upstream, extra)).await;
+    let base = format!("http://{}", sidewatch.proxy.expect("proxy is bound"));
+    (sidewatch, base)
+}
+
+pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric(text, name, labels).unwrap_or_else(|| panic!("{name}{labels:?} missing:\n{text}"))
+}
+
+/// Reads a response head (up to the blank line).
+pub async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await {
+            Ok(Ok(1)) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }
