@@ -166,22 +166,17 @@ async fn ten_thousand_aborted_requests_leave_no_fds_or_memory_behind() {
             return;
         };
         // Distinct paths; half hang up mid-body, the rest before the answer
-        // (one in ten while the app takes 300 ms).
-        let request = match i % 10 {
-            0 | 2 | 4 | 6 | 8 => {
+        // (one in a hundred while the app takes 300 ms).
+        let request = match (i % 2, i % 100) {
+            (0, _) => {
                 format!("POST /x/k{i} HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\npartial")
             }
-            1 => format!("GET /slow?k{i} HTTP/1.1\r\nHost: a\r\n\r\n"),
+            (_, 1) => format!("GET /slow?k{i} HTTP/1.1\r\nHost: a\r\n\r\n"),
             _ => format!("GET /x/g{i} HTTP/1.1\r\nHost: a\r\n\r\n"),
         };
         let _ = s.write_all(request.as_bytes()).await;
     };
-    let burst = |from: usize| async move {
-        for batch in (from..from + 1000).collect::<Vec<_>>().chunks(100) {
-            futures::future::join_all(batch.iter().map(|i| abort(*i))).await;
-        }
-    };
-    let settle = || async {
+    let idle = || async {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = sidewatch.metrics().await.unwrap_or_default();
@@ -192,8 +187,20 @@ async fn ten_thousand_aborted_requests_leave_no_fds_or_memory_behind() {
                 Instant::now() < deadline,
                 "requests stay in flight:\n{text}"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    };
+    // Batches of 200 at a time, each let through before the next, so the
+    // busiest moment (and with it the allocator's working set) is the same
+    // in every burst however loaded the machine is.
+    let burst = |from: usize| async move {
+        for batch in (from..from + 1000).collect::<Vec<_>>().chunks(200) {
+            futures::future::join_all(batch.iter().map(|i| abort(*i))).await;
+            idle().await;
+        }
+    };
+    let settle = || async {
+        idle().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     // A first burst of 10k reaches steady state (pools warm, every family at
