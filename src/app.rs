@@ -18,9 +18,12 @@ use crate::collect::scheduler::{self, CollectorMetrics};
 use crate::collect::Collector;
 use crate::config::{Config, PodInfo};
 use crate::logs::rules::LogRules;
+use crate::logs::ExtraSource;
+use crate::proxy::{AccessLog, Proxy, ProxyError};
 use crate::shutdown::{self, Shutdown};
 use crate::statsd::{Intake, StatsdServer};
 use crate::telemetry::cardinality::OverflowMetrics;
+use crate::telemetry::route::RouteNormalizer;
 use crate::telemetry::{self, process::ProcessCollector};
 
 /// How long tasks get to finish after they are told to stop.
@@ -65,6 +68,7 @@ pub struct Running {
     shutdown: Shutdown,
     admin_addr: SocketAddr,
     statsd_addr: Option<SocketAddr>,
+    proxy_addr: Option<SocketAddr>,
     status: StatusBoard,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -110,11 +114,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         .process
         .enabled
         .then(|| ProcessCollector::build(&config.process, &mut registry));
-    let overflow = if config.log_metrics.is_empty() && !config.statsd.enabled {
-        OverflowMetrics::register(&mut prometheus_client::registry::Registry::default())
-    } else {
-        OverflowMetrics::register(&mut registry)
-    };
+    let overflow =
+        if config.log_metrics.is_empty() && !config.statsd.enabled && !config.proxy.is_enabled() {
+            OverflowMetrics::register(&mut prometheus_client::registry::Registry::default())
+        } else {
+            OverflowMetrics::register(&mut registry)
+        };
     let build_error = |e: crate::logs::BuildError| RunError::Build {
         key: e.key,
         message: e.message,
@@ -127,12 +132,16 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         &mut registry,
     )
     .map_err(build_error)?;
-    let pipeline = crate::logs::Pipeline::build(&config.logs, &pod, &mut registry, &status)
-        .map_err(build_error)?
-        .map(|pipeline| pipeline.with_rules(rules));
+    let (access, extra) = access_log(&config);
+    let pipeline =
+        crate::logs::Pipeline::build_with(&config.logs, &pod, &mut registry, &status, extra)
+            .map_err(build_error)?
+            .map(|pipeline| pipeline.with_rules(rules));
     let pipeline_latch = pipeline.is_some().then(|| readiness.latch("pipeline"));
     let statsd = build_statsd(&config, &overflow, &mut registry)?;
     let statsd_addr = statsd.as_ref().and_then(|s| s.local_addr().ok());
+    let proxy = build_proxy(&config, access, &overflow, &mut registry).await?;
+    let proxy_addr = proxy.as_ref().and_then(|p| p.local_addr().ok());
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -157,6 +166,9 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     collectors_latch.release();
     if let Some(server) = statsd {
         tasks.spawn(server.run(stop.clone()));
+    }
+    if let Some(proxy) = proxy {
+        tasks.spawn(proxy.run(stop.clone(), config.proxy.threads));
     }
     if let Some(pipeline) = pipeline {
         // `app | sidewatch run`: when the input ends, so does sidewatch.
@@ -183,10 +195,53 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         shutdown,
         admin_addr,
         statsd_addr,
+        proxy_addr,
         status,
         stop,
         tasks,
     })
+}
+
+/// The proxy's access-log queue and the log source reading it, when the
+/// proxy runs with access logs on.
+fn access_log(config: &Config) -> (Option<AccessLog>, Vec<ExtraSource>) {
+    if !config.proxy_access_log() {
+        return (None, Vec::new());
+    }
+    let (access, source) = AccessLog::channel(config.proxy.access_log_queue);
+    let extra = ExtraSource {
+        name: crate::proxy::access::SOURCE_NAME.into(),
+        launch: Box::new(move |info| crate::logs::source::launch(source.with_info(info))),
+    };
+    (Some(access), vec![extra])
+}
+
+/// Builds the proxy and binds its listener, when enabled.
+async fn build_proxy(
+    config: &Config,
+    access: Option<AccessLog>,
+    overflow: &OverflowMetrics,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<Option<Proxy>, RunError> {
+    if !config.proxy.is_enabled() {
+        return Ok(None);
+    }
+    let routes = RouteNormalizer::new(&config.routes.templates).map_err(|e| RunError::Build {
+        key: "routes.templates".into(),
+        message: e.to_string(),
+    })?;
+    match Proxy::build(&config.proxy, routes, overflow, registry, access).await {
+        Ok(proxy) => Ok(Some(proxy)),
+        Err(ProxyError::Bind { addr, source }) => Err(RunError::Bind {
+            key: "proxy.listen",
+            addr,
+            source,
+        }),
+        Err(e) => Err(RunError::Build {
+            key: "proxy.upstream".into(),
+            message: e.to_string(),
+        }),
+    }
 }
 
 /// Builds the StatsD intake and binds its socket, when enabled.
@@ -198,11 +253,17 @@ fn build_statsd(
     if !config.statsd.enabled {
         return Ok(None);
     }
-    let taken = config
+    let mut taken: Vec<String> = config
         .log_metrics
         .iter()
         .map(|rule| crate::telemetry::names::family_base(&rule.name).to_owned())
         .collect();
+    if config.proxy.is_enabled() {
+        for family in crate::telemetry::names::PROXY_FAMILIES {
+            taken.push(family.to_owned());
+            taken.push(crate::telemetry::names::family_base(family).to_owned());
+        }
+    }
     let intake = Intake::build(&config.statsd, taken, overflow, registry).map_err(|message| {
         RunError::Build {
             key: "statsd".into(),
@@ -271,6 +332,11 @@ impl Running {
     /// The address the StatsD socket is bound to, when `[statsd]` is enabled.
     pub fn statsd_addr(&self) -> Option<SocketAddr> {
         self.statsd_addr
+    }
+
+    /// The address the proxy listens on, when `[proxy]` is on.
+    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+        self.proxy_addr
     }
 
     /// The collectors' status board.

@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod inject;
 pub mod logs;
+pub mod proxy;
 pub mod shutdown;
 pub mod slo;
 pub mod statsd;

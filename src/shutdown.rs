@@ -87,11 +87,18 @@ async fn next_signal() -> &'static str {
 }
 
 /// After shutdown was requested: returns once the app is gone or the grace
-/// period has passed. The app is "gone" when `shutdown.app_addr` refuses
-/// connections or the `process.app_process_name` process has exited; when
-/// neither is configured there is nothing to wait for.
+/// period has passed. The app is "gone" when `shutdown.app_addr` (default:
+/// the proxy's upstream, when `[proxy]` is on) refuses connections or the
+/// `process.app_process_name` process has exited; when neither is
+/// configured there is nothing to wait for.
 pub async fn wait_for_app(config: &Config) {
-    let addr = config.shutdown.app_addr;
+    let addr = config.shutdown.app_addr.or_else(|| {
+        config
+            .proxy
+            .is_enabled()
+            .then(|| config.proxy.upstream.parse().ok())
+            .flatten()
+    });
     let process = config.process.app_process_name.clone();
     if addr.is_none() && process.is_none() {
         return;

@@ -221,6 +221,7 @@ fn demo_serves_moving_data() {
         .arg("demo")
         .env("SIDEWATCH__ADMIN__LISTEN", "127.0.0.1:0")
         .env("SIDEWATCH__STATSD__LISTEN", "127.0.0.1:0")
+        .env("SIDEWATCH__PROXY__LISTEN", "127.0.0.1:0")
         .env_remove("SIDEWATCH_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -280,6 +281,11 @@ fn demo_serves_moving_data() {
         ),
         Some(10.0),
         "{text}"
+    );
+    // The traffic goes through the proxy: RED metrics per route.
+    assert!(
+        text.lines().any(|l| l.starts_with("http_requests_total{")),
+        "no proxy request metrics:\n{text}"
     );
     // The demo's log lines become metrics (examples/log-metrics.toml).
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -261,6 +261,7 @@ fn rendered_config_is_valid_for_sidewatch_and_secrets_come_from_secret_refs() {
         &["values-demo.yaml"][..],
         &["values-demo.yaml", "ci/servicemonitor-values.yaml"],
         &["ci/classic-values.yaml"],
+        &["ci/annotations-proxy-values.yaml"],
     ] {
         let docs = template(files, &[]);
         let config = config_of(&docs);

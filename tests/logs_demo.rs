@@ -13,6 +13,7 @@ fn demo_forwards_the_apps_logs_to_stdout() {
         .arg("demo")
         .env("SIDEWATCH__ADMIN__LISTEN", "127.0.0.1:0")
         .env("SIDEWATCH__STATSD__LISTEN", "127.0.0.1:0")
+        .env("SIDEWATCH__PROXY__LISTEN", "127.0.0.1:0")
         .env_remove("SIDEWATCH_CONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

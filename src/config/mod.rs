@@ -10,6 +10,7 @@ pub mod log_metrics;
 pub mod logs;
 mod pools;
 mod postgres;
+pub mod proxy;
 mod redis;
 mod secret;
 pub mod statsd;
@@ -61,6 +62,16 @@ pub struct Config {
     pub routes: log_metrics::RoutesConfig,
     /// StatsD / DogStatsD intake over UDP (`[statsd]`).
     pub statsd: statsd::StatsdConfig,
+    /// The reverse proxy in front of the app (`[proxy]`, off by default).
+    pub proxy: proxy::ProxyConfig,
+}
+
+impl Config {
+    /// Whether the proxy runs and feeds access-log events into the log
+    /// pipeline: only when `[[logs.sinks]]` gives them somewhere to go.
+    pub fn proxy_access_log(&self) -> bool {
+        self.proxy.is_enabled() && self.proxy.access_log && !self.logs.sinks.is_empty()
+    }
 }
 
 /// The admin HTTP server.

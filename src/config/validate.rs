@@ -32,11 +32,46 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigError> {
     errors.0.extend(super::log_metrics::validate(
         &config.log_metrics,
         &config.routes,
-        !config.logs.sources.is_empty(),
+        !config.logs.sources.is_empty() || config.proxy_access_log(),
     ));
     errors.0.extend(config.statsd.validate());
     clashes_between_rules_and_statsd(config, &mut errors);
+    config.proxy.validate(&mut errors);
+    clashes_with_the_proxy(config, &mut errors);
     errors.0
+}
+
+/// With the proxy on, it owns the `http_*` request families: neither a log
+/// rule nor a StatsD mapping may register them.
+fn clashes_with_the_proxy(config: &Config, errors: &mut Errors) {
+    use crate::telemetry::names::reserved_by;
+    if !config.proxy.is_enabled() {
+        return;
+    }
+    let named = config
+        .log_metrics
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("log_metrics[{i}].name"), &r.name))
+        .chain(
+            config
+                .statsd
+                .mappings
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (format!("statsd.mappings[{i}].name"), &m.name)),
+        );
+    for (key, name) in named {
+        if reserved_by(name, false).is_some() {
+            continue; // reported by the section's own check
+        }
+        if let Some(owner) = reserved_by(name, true) {
+            errors.push(
+                key,
+                format!("{name:?} is already registered by {owner}; drop this rule while `[proxy]` is on"),
+            );
+        }
+    }
 }
 
 /// A StatsD mapping may not produce a family a log rule registers.

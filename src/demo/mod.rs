@@ -66,9 +66,14 @@ pub async fn run(mut config: Config, shutdown: Shutdown) -> Result<(), RunError>
     let running = crate::start(config, shutdown).await?;
     let stop = CancellationToken::new();
     let app_addr = app.addr;
-    let (app_task, traffic_task) = app.spawn(&stop);
+    // The traffic goes through the proxy when it runs, so RED metrics move.
+    let target = running.proxy_addr().map_or(app_addr, |addr| {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    });
+    let (app_task, traffic_task) = app.spawn(&stop, target);
     eprintln!(
         "\nsidewatch demo: demo app on http://{app_addr} (JSON logs in {}),\n\
+         traffic through http://{target},\n\
          sidewatch on http://{}/metrics  /status  /readyz — Ctrl-C to stop.\n",
         demo_dir().join("app.log").display(),
         running.admin_addr(),
@@ -86,7 +91,7 @@ pub async fn run_app_only(shutdown: Shutdown) -> Result<(), RunError> {
     let app = open_app().await?;
     let stop = CancellationToken::new();
     let app_addr = app.addr;
-    let (app_task, traffic_task) = app.spawn(&stop);
+    let (app_task, traffic_task) = app.spawn(&stop, app_addr);
     eprintln!(
         "sidewatch demo --app-only: demo app on http://{app_addr} (JSON logs in {})",
         demo_dir().join("app.log").display(),
@@ -106,10 +111,12 @@ struct DemoApp {
 }
 
 impl DemoApp {
-    /// Serves the app and starts its traffic generator until `stop`.
+    /// Serves the app and starts its traffic generator, sending to
+    /// `traffic_to` (the app, or the proxy in front of it), until `stop`.
     fn spawn(
         self,
         stop: &CancellationToken,
+        traffic_to: SocketAddr,
     ) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
         let app = tokio::spawn(app::serve(
             self.listener,
@@ -117,7 +124,7 @@ impl DemoApp {
             self.fault,
             stop.clone(),
         ));
-        let traffic = tokio::spawn(traffic::generate(self.addr, stop.clone()));
+        let traffic = tokio::spawn(traffic::generate(traffic_to, stop.clone()));
         (app, traffic)
     }
 }

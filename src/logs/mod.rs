@@ -57,6 +57,15 @@ pub struct BuildError {
     pub message: String,
 }
 
+/// A source built outside `[logs]` (the proxy's access log): its `source`
+/// label and how to launch it once the pipeline has made its [`SourceInfo`].
+pub struct ExtraSource {
+    /// The `source` label.
+    pub name: String,
+    /// Builds the source from its info.
+    pub launch: Box<dyn FnOnce(Arc<SourceInfo>) -> source::Launch + Send>,
+}
+
 /// A built pipeline, not started yet.
 pub struct Pipeline {
     sources: Vec<source::Launch>,
@@ -83,7 +92,18 @@ impl Pipeline {
         registry: &mut Registry,
         status: &StatusBoard,
     ) -> Result<Option<Self>, BuildError> {
-        if config.sources.is_empty() {
+        Self::build_with(config, pod, registry, status, Vec::new())
+    }
+
+    /// [`Pipeline::build`] with sources from outside `[logs]` added.
+    pub fn build_with(
+        config: &LogsConfig,
+        pod: &PodInfo,
+        registry: &mut Registry,
+        status: &StatusBoard,
+        extra: Vec<ExtraSource>,
+    ) -> Result<Option<Self>, BuildError> {
+        if config.sources.is_empty() && extra.is_empty() {
             return Ok(None);
         }
         if config.sources.iter().any(|s| s.kind == SourceKind::File) {
@@ -145,6 +165,13 @@ impl Pipeline {
                     }
                 }
             });
+        }
+        for source in extra {
+            let info = Arc::new(SourceInfo {
+                metrics: metrics.source(&source.name),
+                name: source.name,
+            });
+            sources.push((source.launch)(info));
         }
         let stages = Stages::build(
             &config.stages,

@@ -22,6 +22,8 @@ pub struct Sidewatch {
     pub addr: SocketAddr,
     /// Where its StatsD socket listens, when `[statsd]` is enabled.
     pub statsd: Option<SocketAddr>,
+    /// Where its proxy listens, when `[proxy]` is on.
+    pub proxy: Option<SocketAddr>,
     shutdown: sidewatch::Shutdown,
     task: tokio::task::JoinHandle<Result<(), sidewatch::RunError>>,
 }
@@ -44,6 +46,7 @@ impl Sidewatch {
         Self {
             addr,
             statsd: running.statsd_addr(),
+            proxy: running.proxy_addr(),
             shutdown,
             task: tokio::spawn(running.wait()),
         }

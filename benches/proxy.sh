@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Proxy throughput and latency, one run, same upstream: nginx `return 200`
+# (Debian nginx) reached directly, through haproxy (Debian; the baseline
+# peer), and through sidewatch's proxy with access logs on (events through
+# the log pipeline to a stdout sink sent to /dev/null) and off. Saturation
+# with wrk (50 connections, 2 threads); reports req/s, p50/p99, the ratios
+# to direct and to haproxy, and the proxy's CPU-µs per request and RSS.
+# Run by hand (root, Debian 12); installs missing packages. The machine is
+# shared, so keep runs short and read the numbers as rough.
+#
+#   benches/proxy.sh [seconds per run]   (default 5)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-5}
+conns=50
+
+need=()
+for pkg in nginx-light haproxy wrk python3 curl; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
+fi
+cargo build --release --quiet
+bin=${CARGO_TARGET_DIR:-target}/release/sidewatch
+
+work=$(mktemp -d)
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+nginx_port=$(port); haproxy_port=$(port); sw_port=$(port); admin_port=$(port)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cat > "$work/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+nginx -c "$work/nginx.conf" -p "$work" &
+pids+=($!)
+
+cat > "$work/haproxy.cfg" <<CONF
+global
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend f
+  bind 127.0.0.1:$haproxy_port
+  default_backend b
+backend b
+  http-reuse always
+  server app 127.0.0.1:$nginx_port
+CONF
+haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 &
+pids+=($!)
+haproxy_pid=$!
+
+start_sidewatch() { # $1 = access_log true|false
+  cat > "$work/sw.toml" <<CONF
+[admin]
+listen = "127.0.0.1:$admin_port"
+[process]
+enabled = false
+[proxy]
+listen = "127.0.0.1:$sw_port"
+upstream = "127.0.0.1:$nginx_port"
+access_log = $1
+[[logs.sinks]]
+type = "stdout"
+CONF
+  "$bin" run --config "$work/sw.toml" >/dev/null 2>"$work/sw.err" &
+  sw_pid=$!
+  pids+=($sw_pid)
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$sw_port/" >/dev/null && return; sleep 0.1; done
+  echo "sidewatch did not start:" >&2; cat "$work/sw.err" >&2; exit 1
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run NAME PORT [PID]: one wrk run; with PID, CPU-µs per request and RSS of it.
+run() {
+  local name=$1 port=$2 pid=${3:-} before after out
+  curl -sf "http://127.0.0.1:$port/" >/dev/null
+  wrk -t2 -c$conns -d1s "http://127.0.0.1:$port/" >/dev/null # warm-up
+  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+  out=$(wrk -t2 -c$conns -d"${secs}s" --latency "http://127.0.0.1:$port/")
+  local rps p50 p99 reqs
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  local extra=""
+  if [ -n "$pid" ]; then
+    after=$(cpu_ticks "$pid")
+    local hz; hz=$(getconf CLK_TCK)
+    extra=$(awk -v b="$before" -v a="$after" -v n="$reqs" -v hz="$hz" \
+      'BEGIN {printf "%.1f", (a-b)/hz*1e6/n}')
+    extra="$extra µs CPU/req, RSS $(awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$pid/status")"
+  fi
+  printf '%-26s %10s req/s  p50 %-8s p99 %-8s %s\n' "$name" "$rps" "$p50" "$p99" "$extra"
+  echo "$name $rps" >> "$work/rps"
+}
+
+echo "machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "wrk -t2 -c$conns -d${secs}s, upstream nginx return 200; every process shares the 2 cores"
+sleep 0.5
+run "direct (nginx)" "$nginx_port"
+run "haproxy $(haproxy -v | awk 'NR==1 {print $3}')" "$haproxy_port" "$haproxy_pid"
+start_sidewatch true
+run "sidewatch (access log on)" "$sw_port" "$sw_pid"
+kill "$sw_pid"; wait "$sw_pid" 2>/dev/null || true
+start_sidewatch false
+run "sidewatch (access log off)" "$sw_port" "$sw_pid"
+curl -s "http://127.0.0.1:$admin_port/metrics" | grep -E '^http_requests_total' | head -3
+awk '{r=$NF; $NF=""} NR==1 {d=r} NR==2 {h=r; printf "%s: %.2f of direct\n", $0, r/d}
+     NR>2 {printf "%s: %.2f of direct, %.2f of haproxy\n", $0, r/d, r/h}' "$work/rps"

@@ -1,0 +1,166 @@
+//! Access-log events: one JSON object per proxied request, fed into the log
+//! pipeline as the source `proxy` (so it passes correlate, enrich, redact,
+//! log rules and every sink like the app's own lines). The proxy never waits
+//! on the pipeline: a full queue drops the event and counts it.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use prometheus_client::metrics::counter::Counter;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::logs::event::{EventMeta, Flags, SourceInfo};
+use crate::logs::source::{Source, SourceContext};
+use crate::logs::Event;
+
+/// The log source name of access-log events.
+pub const SOURCE_NAME: &str = "proxy";
+/// Most events sent to the pipeline in one batch.
+const BATCH: usize = 256;
+
+/// One finished request, as the access log records it.
+#[derive(Debug, Clone)]
+pub struct AccessRecord<'a> {
+    /// The request method as sent.
+    pub method: &'a str,
+    /// The normalised route.
+    pub route: &'a str,
+    /// The request path, without the query string.
+    pub path: &'a str,
+    /// The response status (502/504 when the app could not answer).
+    pub status: u16,
+    /// Seconds from arrival to the response headers.
+    pub duration_seconds: f64,
+    /// Request body bytes received.
+    pub request_bytes: u64,
+    /// Response body bytes sent.
+    pub response_bytes: u64,
+    /// The `x-request-id`.
+    pub correlation_id: &'a str,
+    /// The trace ID of the forwarded `traceparent`.
+    pub trace_id: &'a str,
+    /// Whether the client went away before the response ended.
+    pub aborted: bool,
+}
+
+impl AccessRecord<'_> {
+    /// The event's fields.
+    pub fn to_fields(&self) -> Map<String, Value> {
+        let mut fields = Map::new();
+        fields.insert("level".into(), "info".into());
+        fields.insert("message".into(), "proxy access".into());
+        fields.insert("kind".into(), "access".into());
+        fields.insert("method".into(), self.method.into());
+        fields.insert("route".into(), self.route.into());
+        fields.insert("path".into(), self.path.into());
+        fields.insert("status".into(), self.status.into());
+        fields.insert("duration_seconds".into(), self.duration_seconds.into());
+        fields.insert("request_bytes".into(), self.request_bytes.into());
+        fields.insert("response_bytes".into(), self.response_bytes.into());
+        fields.insert("correlation_id".into(), self.correlation_id.into());
+        fields.insert("trace_id".into(), self.trace_id.into());
+        if self.aborted {
+            fields.insert("aborted".into(), true.into());
+        }
+        fields
+    }
+}
+
+/// The proxy's end: queues events without waiting.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    tx: mpsc::Sender<Map<String, Value>>,
+    dropped: Counter,
+}
+
+impl AccessLog {
+    /// A queue of `capacity` events (drops are counted once the proxy is
+    /// built, see [`AccessLog::with_dropped`]).
+    pub fn channel(capacity: usize) -> (Self, AccessSource) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let dropped = Counter::default();
+        (Self { tx, dropped }, AccessSource { rx, info: None })
+    }
+
+    /// The same queue counting drops on `dropped` instead.
+    pub fn with_dropped(mut self, dropped: Counter) -> Self {
+        self.dropped = dropped;
+        self
+    }
+
+    /// Queues one event, or counts it as dropped.
+    pub fn emit(&self, record: &AccessRecord<'_>) {
+        if self.tx.try_send(record.to_fields()).is_err() {
+            self.dropped.inc();
+        }
+    }
+}
+
+/// The pipeline's end: a [`Source`] reading the queue.
+#[derive(Debug)]
+pub struct AccessSource {
+    rx: mpsc::Receiver<Map<String, Value>>,
+    info: Option<Arc<SourceInfo>>,
+}
+
+impl AccessSource {
+    /// The source, labelled with `info` (built by the pipeline).
+    pub fn with_info(mut self, info: Arc<SourceInfo>) -> Self {
+        self.info = Some(info);
+        self
+    }
+
+    fn event(&self, fields: Map<String, Value>) -> Option<Event> {
+        let info = self.info.clone()?;
+        let meta = EventMeta {
+            source: info,
+            path: None,
+            read_at: SystemTime::now(),
+            raw_len: 0,
+            flags: Flags::default(),
+        };
+        Some(Event::from_fields(fields.into(), meta, None))
+    }
+
+    async fn send(&self, ctx: &SourceContext, batch: Vec<Map<String, Value>>) -> bool {
+        let batch: Vec<Event> = batch.into_iter().filter_map(|f| self.event(f)).collect();
+        if batch.is_empty() {
+            return true;
+        }
+        tokio::select! {
+            sent = ctx.out.send(batch) => sent.is_ok(),
+            () = ctx.abort.cancelled() => false,
+        }
+    }
+}
+
+impl Source for AccessSource {
+    async fn run(mut self, ctx: SourceContext) {
+        loop {
+            let first = tokio::select! {
+                first = self.rx.recv() => first,
+                () = ctx.stop.cancelled() => {
+                    // What is queued at stop still goes out.
+                    let mut rest = Vec::new();
+                    while let Ok(fields) = self.rx.try_recv() {
+                        rest.push(fields);
+                    }
+                    let _ = self.send(&ctx, rest).await;
+                    return;
+                }
+            };
+            let Some(first) = first else { return };
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match self.rx.try_recv() {
+                    Ok(fields) => batch.push(fields),
+                    Err(_) => break,
+                }
+            }
+            if !self.send(&ctx, batch).await {
+                return;
+            }
+        }
+    }
+}

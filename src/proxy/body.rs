@@ -1,0 +1,211 @@
+//! Streaming bodies that count their bytes as frames pass (nothing is
+//! buffered), and the per-request record that settles metrics and the access
+//! log once the response has ended — or the client went away.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use super::access::AccessRecord;
+use super::identity::Identity;
+use super::Shared;
+
+/// The request body on its way to the app, counting bytes into `count`.
+#[derive(Debug)]
+pub struct CountingBody {
+    inner: Incoming,
+    count: Arc<AtomicU64>,
+}
+
+impl CountingBody {
+    /// Wraps `inner`.
+    pub fn new(inner: Incoming, count: Arc<AtomicU64>) -> Self {
+        Self { inner, count }
+    }
+}
+
+impl Body for CountingBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One request through the proxy, from arrival until its response ends.
+/// Dropping it settles everything: in-flight gauge, sizes, aborts, access log.
+pub struct Exchange {
+    shared: Arc<Shared>,
+    started: Instant,
+    method: http::Method,
+    method_label: &'static str,
+    path: String,
+    route: String,
+    identity: Identity,
+    /// Request body bytes seen so far (shared with the [`CountingBody`]).
+    pub request_bytes: Arc<AtomicU64>,
+    head: Option<Head>,
+    response_bytes: u64,
+    ended: bool,
+}
+
+struct Head {
+    status: u16,
+    seconds: f64,
+    key: String,
+}
+
+impl Exchange {
+    /// Starts the record of a request (counted in flight from here).
+    pub fn start(
+        shared: Arc<Shared>,
+        started: Instant,
+        method: &http::Method,
+        path: &str,
+        identity: Identity,
+    ) -> Self {
+        shared.metrics.in_flight.inc();
+        let route = shared.routes.normalize(path).into_owned();
+        Self {
+            method_label: super::metrics::method_label(method),
+            method: method.clone(),
+            path: path.to_owned(),
+            route,
+            identity,
+            request_bytes: Arc::default(),
+            head: None,
+            response_bytes: 0,
+            ended: false,
+            started,
+            shared,
+        }
+    }
+
+    /// The response head is ready: counts the request and observes its
+    /// duration (with the trace ID as exemplar).
+    pub fn head(&mut self, status: u16) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let key = super::metrics::series_key(self.method_label, &self.route, status);
+        self.shared
+            .metrics
+            .response_head(&key, seconds, &self.identity.trace_id);
+        self.head = Some(Head {
+            status,
+            seconds,
+            key,
+        });
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        let metrics = &self.shared.metrics;
+        metrics.in_flight.dec();
+        let aborted = !self.ended;
+        if aborted {
+            metrics.client_aborts.inc();
+        }
+        let Some(head) = &self.head else {
+            return; // the client left before the app answered
+        };
+        let request_bytes = self.request_bytes.load(Ordering::Relaxed);
+        metrics.sizes(&head.key, request_bytes, self.response_bytes);
+        if let Some(access) = &self.shared.access {
+            access.emit(&AccessRecord {
+                method: self.method.as_str(),
+                route: &self.route,
+                path: &self.path,
+                status: head.status,
+                duration_seconds: head.seconds,
+                request_bytes,
+                response_bytes: self.response_bytes,
+                correlation_id: &self.identity.request_id,
+                trace_id: &self.identity.trace_id,
+                aborted,
+            });
+        }
+    }
+}
+
+/// The response body on its way to the client: the app's (streamed) or the
+/// proxy's own error page, counted; its [`Exchange`] ends with it.
+pub struct Measured {
+    inner: Either<Incoming, Full<Bytes>>,
+    exchange: Exchange,
+}
+
+impl Measured {
+    /// Wraps the body of `exchange`'s response.
+    pub fn new(inner: Either<Incoming, Full<Bytes>>, mut exchange: Exchange) -> Self {
+        if inner.is_end_stream() {
+            exchange.ended = true;
+        }
+        Self { inner, exchange }
+    }
+}
+
+impl Body for Measured {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Either::Left(body) => Pin::new(body).poll_frame(cx),
+            Either::Right(body) => Pin::new(body).poll_frame(cx).map_err(|e| match e {}),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.exchange.response_bytes += data.len() as u64;
+                }
+                if this.inner.is_end_stream() {
+                    this.exchange.ended = true;
+                }
+            }
+            Poll::Ready(None) => this.exchange.ended = true,
+            Poll::Ready(Some(Err(_))) => {
+                // The app broke off mid-body; the client connection is cut.
+                this.exchange.ended = true;
+                this.exchange.shared.metrics.upstream_error("reset");
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

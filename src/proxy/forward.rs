@@ -1,0 +1,230 @@
+//! Forwarding one request: identity headers, hop-by-hop headers, the
+//! upstream call with its timeout, error answers (502/504), and upgrades
+//! (WebSocket) spliced through once both sides have switched protocols.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::body::{CountingBody, Exchange, Measured};
+use super::{identity, Shared};
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded except for an upgrade.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Handles one request from a client at `peer`.
+pub async fn handle(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    mut request: Request<Incoming>,
+) -> Result<Response<Measured>, Infallible> {
+    let started = Instant::now();
+    let identity = identity::ensure(request.headers_mut());
+    let mut exchange = Exchange::start(
+        shared.clone(),
+        started,
+        request.method(),
+        request.uri().path(),
+        identity,
+    );
+    let upgrade = is_upgrade(request.headers());
+    let client_side = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+    let authority = parts.uri.authority().cloned();
+    parts.uri = upstream_uri(&shared.upstream, &parts.uri);
+    parts.version = Version::HTTP_11;
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            parts.headers.insert(header::HOST, value);
+        }
+    }
+    if !upgrade {
+        strip_hop_by_hop(&mut parts.headers);
+    }
+    append_forwarded_for(&mut parts.headers, peer);
+    let body = CountingBody::new(body, exchange.request_bytes.clone());
+    let call = shared.client.request(Request::from_parts(parts, body));
+    let mut answer = match tokio::time::timeout(shared.response_timeout, call).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            let reason = classify(&error);
+            shared.metrics.upstream_error(reason);
+            tracing::debug!(%error, reason, "proxy: upstream request failed");
+            return Ok(error_response(StatusCode::BAD_GATEWAY, exchange));
+        }
+        Err(_) => {
+            shared.metrics.upstream_error("timeout");
+            return Ok(error_response(StatusCode::GATEWAY_TIMEOUT, exchange));
+        }
+    };
+    exchange.head(answer.status().as_u16());
+    match client_side {
+        Some(client_side) if answer.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            let upstream_side = hyper::upgrade::on(&mut answer);
+            shared.tunnels.spawn(tunnel(client_side, upstream_side));
+        }
+        _ => strip_hop_by_hop(answer.headers_mut()),
+    }
+    Ok(answer.map(|body| Measured::new(Either::Left(body), exchange)))
+}
+
+/// Copies bytes both ways between the upgraded client and app connections
+/// until either side closes.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::debug!(%error, "proxy: upgrade failed");
+            return;
+        }
+    };
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(%error, "proxy: upgraded connection ended with an error");
+    }
+}
+
+/// The proxy's own answer when the app could not give one.
+fn error_response(status: StatusCode, mut exchange: Exchange) -> Response<Measured> {
+    exchange.head(status.as_u16());
+    let text = match status {
+        StatusCode::GATEWAY_TIMEOUT => "sidewatch proxy: the app did not answer in time\n",
+        _ => "sidewatch proxy: the app is unreachable\n",
+    };
+    let body = Full::new(Bytes::from_static(text.as_bytes()));
+    let mut response = Response::new(Measured::new(Either::Right(body), exchange));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Whether the request asks to switch protocols (`Connection: upgrade`).
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Removes hop-by-hop headers, including those `Connection` names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
+    let ip = peer.ip().to_string();
+    let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(previous) => format!("{previous}, {ip}"),
+        None => ip,
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert("x-forwarded-for", value);
+    }
+}
+
+/// `http://<upstream><path?query>`.
+fn upstream_uri(upstream: &http::uri::Authority, original: &Uri) -> Uri {
+    let path = original
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    Uri::builder()
+        .scheme("http")
+        .authority(upstream.clone())
+        .path_and_query(path)
+        .build()
+        .unwrap_or_else(|_| Uri::from_static("http://127.0.0.1/"))
+}
+
+/// The `reason` of a failed upstream call.
+fn classify(error: &hyper_util::client::legacy::Error) -> &'static str {
+    if error.is_connect() {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(e) = source {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::TimedOut {
+                    return "connect_timeout";
+                }
+            }
+            source = e.source();
+        }
+        "connect"
+    } else {
+        "closed"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        assert!(!is_upgrade(&headers));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+    }
+
+    #[test]
+    fn upgrades_are_recognised() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        headers.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert!(is_upgrade(&headers));
+    }
+
+    #[test]
+    fn uris_point_at_the_upstream() {
+        let upstream = http::uri::Authority::from_static("127.0.0.1:8080");
+        let uri = upstream_uri(&upstream, &Uri::from_static("/a/b?c=1"));
+        assert_eq!(uri, "http://127.0.0.1:8080/a/b?c=1");
+        let uri = upstream_uri(&upstream, &Uri::from_static("http://example.com/x"));
+        assert_eq!(uri, "http://127.0.0.1:8080/x");
+    }
+}

@@ -1,0 +1,198 @@
+//! Request identity: `x-request-id` (UUID v7 when the client sent none) and
+//! W3C trace context (`traceparent` honoured as sent, created when missing
+//! or invalid, with the sampled flag off: sidewatch exports no span, so it
+//! never tells the app to trace everything).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderValue};
+use rand::Rng;
+
+/// The request ID header.
+pub const REQUEST_ID: &str = "x-request-id";
+/// The W3C trace context header.
+pub const TRACEPARENT: &str = "traceparent";
+/// The W3C vendor trace state header, dropped with an invalid `traceparent`.
+pub const TRACESTATE: &str = "tracestate";
+/// Longest client-sent request ID kept; a longer one is replaced.
+pub const MAX_REQUEST_ID_BYTES: usize = 200;
+
+/// A request's identity after [`ensure`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The `x-request-id` forwarded to the app (the correlation ID).
+    pub request_id: String,
+    /// The 32-hex-digit trace ID of the forwarded `traceparent`.
+    pub trace_id: String,
+}
+
+/// Makes sure `headers` carry an `x-request-id` and a valid `traceparent`
+/// (adding them when missing), and returns both IDs.
+pub fn ensure(headers: &mut HeaderMap) -> Identity {
+    let request_id = match headers.get(REQUEST_ID).map(HeaderValue::to_str) {
+        Some(Ok(id)) if !id.trim().is_empty() && id.len() <= MAX_REQUEST_ID_BYTES => id.to_owned(),
+        _ => {
+            let id = uuid_v7();
+            headers.insert(REQUEST_ID, header(&id));
+            id
+        }
+    };
+    let trace_id = match headers
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_trace_id)
+    {
+        Some(trace_id) => trace_id.to_owned(),
+        None => {
+            let (trace_id, span_id) = {
+                let mut rng = rand::rng();
+                (nonzero_u128(&mut rng), nonzero_u64(&mut rng))
+            };
+            let trace_id = format!("{trace_id:032x}");
+            // Sampled flag off: only a sidewatch that exports the span may set it.
+            let value = format!("00-{trace_id}-{span_id:016x}-00");
+            headers.insert(TRACEPARENT, header(&value));
+            // tracestate belongs to the traceparent it came with.
+            headers.remove(TRACESTATE);
+            trace_id
+        }
+    };
+    Identity {
+        request_id,
+        trace_id,
+    }
+}
+
+fn header(text: &str) -> HeaderValue {
+    // Generated values are ASCII hex and dashes.
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// The trace ID of a valid `traceparent` (W3C Trace Context level 1:
+/// `version-traceid-parentid-flags`, lowercase hex, IDs not all zero;
+/// future versions may append fields).
+pub fn parse_trace_id(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let b = value.as_bytes();
+    if b.len() < 55 || (b.len() > 55 && b[55] != b'-') {
+        return None;
+    }
+    let (version, trace, parent, flags) =
+        (&value[0..2], &value[3..35], &value[36..52], &value[53..55]);
+    let hex = |s: &str| s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let ok = b[2] == b'-'
+        && b[35] == b'-'
+        && b[52] == b'-'
+        && [version, trace, parent, flags].into_iter().all(hex)
+        && version != "ff"
+        && (version != "00" || b.len() == 55)
+        && trace.bytes().any(|c| c != b'0')
+        && parent.bytes().any(|c| c != b'0');
+    ok.then_some(trace)
+}
+
+/// A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then random
+/// bits, so IDs sort by creation time.
+pub fn uuid_v7() -> String {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+        & 0xffff_ffff_ffff;
+    let random: u128 = rand::rng().random();
+    let value = (u128::from(millis) << 80)
+        | (0x7 << 76)
+        | (((random >> 64) & 0xfff) << 64)
+        | (0b10 << 62)
+        | (random & 0x3fff_ffff_ffff_ffff);
+    let hex = format!("{value:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn nonzero_u128(rng: &mut impl Rng) -> u128 {
+    loop {
+        let v: u128 = rng.random();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+fn nonzero_u64(rng: &mut impl Rng) -> u64 {
+    loop {
+        let v: u64 = rng.random();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_v7_has_version_variant_and_time_order() {
+        let a = uuid_v7();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = uuid_v7();
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "7", "{a}");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
+        assert!(a < b, "{a} {b}");
+    }
+
+    #[test]
+    fn request_id_is_added_or_kept() {
+        let mut headers = HeaderMap::new();
+        let id = ensure(&mut headers);
+        assert_eq!(headers[REQUEST_ID], id.request_id.as_str());
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID, HeaderValue::from_static("abc-1"));
+        assert_eq!(ensure(&mut headers).request_id, "abc-1");
+        assert_eq!(headers[REQUEST_ID], "abc-1");
+    }
+
+    #[test]
+    fn traceparent_is_kept_or_created_unsampled() {
+        let sent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_static(sent));
+        headers.insert(TRACESTATE, HeaderValue::from_static("a=b"));
+        let id = ensure(&mut headers);
+        assert_eq!(id.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(headers[TRACEPARENT], sent);
+        assert_eq!(headers[TRACESTATE], "a=b");
+
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_static("00-zz-bad"));
+        headers.insert(TRACESTATE, HeaderValue::from_static("a=b"));
+        let id = ensure(&mut headers);
+        let created = headers[TRACEPARENT].to_str().unwrap().to_owned();
+        assert_eq!(parse_trace_id(&created), Some(id.trace_id.as_str()));
+        assert!(created.ends_with("-00"), "{created}");
+        assert!(headers.get(TRACESTATE).is_none());
+    }
+
+    #[test]
+    fn invalid_traceparents_are_refused() {
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+        ] {
+            assert_eq!(parse_trace_id(bad), None, "{bad}");
+        }
+        let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra";
+        assert!(parse_trace_id(future).is_some());
+    }
+}

@@ -1,0 +1,231 @@
+//! The proxy's metrics: the standard request families (DESIGN.md "Metric
+//! names"), every label set through the cardinality cap, and
+//! `sidewatch_proxy_*` counters for what goes wrong.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::config::log_metrics::DEFAULT_BUCKETS;
+use crate::logs::rules::{ExemplarHistogram, TraceLabel};
+use crate::telemetry::cardinality::{CappedFamily, KeyBuilder, OverflowMetrics};
+
+/// Methods kept as they are in the `method` label; any other is `OTHER`.
+pub const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// Size buckets in bytes: 64 B × 4ⁿ up to 256 MiB.
+pub const SIZE_BUCKETS: [f64; 12] = [
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262144.0,
+    1048576.0,
+    4194304.0,
+    16777216.0,
+    67108864.0,
+    268435456.0,
+];
+
+/// Why a request could not be forwarded (`reason` of
+/// `sidewatch_proxy_upstream_errors_total`): `connect` (refused or
+/// unreachable → 502), `connect_timeout` (→ 502), `timeout` (no response
+/// headers in time → 504), `closed` (the app closed or reset the connection
+/// before answering → 502), `reset` (the app's response body broke off).
+pub const UPSTREAM_REASONS: [&str; 5] =
+    ["connect", "connect_timeout", "timeout", "closed", "reset"];
+
+/// Why a client connection ended in error (`reason` of
+/// `sidewatch_proxy_connection_errors_total`): `header_timeout`
+/// (slowloris), `header_too_large` (answered `431`), `malformed` (answered
+/// `400`), `io` (reset, disconnect mid-request).
+pub const CONNECTION_REASONS: [&str; 4] = ["header_timeout", "header_too_large", "malformed", "io"];
+
+type ReasonFamily = Family<[(&'static str, &'static str); 1], Counter>;
+
+/// Handles to every proxy metric, registered at build time.
+#[derive(Debug, Clone)]
+pub struct ProxyMetrics {
+    requests: CappedFamily<Counter>,
+    duration: CappedFamily<ExemplarHistogram>,
+    request_size: CappedFamily<Histogram>,
+    response_size: CappedFamily<Histogram>,
+    /// `http_requests_in_flight`.
+    pub in_flight: Gauge,
+    upstream_errors: ReasonFamily,
+    connection_errors: ReasonFamily,
+    /// `sidewatch_proxy_client_aborts_total`: responses the client went away from.
+    pub client_aborts: Counter,
+    /// `sidewatch_proxy_access_log_dropped_total`: events not queued (queue full).
+    pub access_log_dropped: Counter,
+}
+
+impl ProxyMetrics {
+    /// Registers the families; each keeps at most `limit` series.
+    pub fn register(registry: &mut Registry, overflow: &OverflowMetrics, limit: usize) -> Self {
+        let names = || vec!["method".into(), "route".into(), "status".into()];
+        let requests = CappedFamily::new(
+            names(),
+            limit,
+            overflow.counter("http_requests_total"),
+            Counter::default,
+        );
+        let duration = CappedFamily::new(
+            names(),
+            limit,
+            overflow.counter("http_request_duration_seconds"),
+            || ExemplarHistogram::new(DEFAULT_BUCKETS.iter().copied()),
+        );
+        let size = |name: &str| {
+            CappedFamily::new(names(), limit, overflow.counter(name), || {
+                Histogram::new(SIZE_BUCKETS)
+            })
+        };
+        let (request_size, response_size) = (
+            size("http_request_size_bytes"),
+            size("http_response_size_bytes"),
+        );
+        let metrics = Self {
+            requests,
+            duration,
+            request_size,
+            response_size,
+            in_flight: Gauge::default(),
+            upstream_errors: Family::default(),
+            connection_errors: Family::default(),
+            client_aborts: Counter::default(),
+            access_log_dropped: Counter::default(),
+        };
+        registry.register(
+            "http_requests",
+            "Requests answered through the proxy, by method, route and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from the request's arrival at the proxy to the response headers, by method, route and status; exemplars carry trace_id",
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "http_request_size_bytes",
+            "Request body bytes received through the proxy",
+            metrics.request_size.clone(),
+        );
+        registry.register(
+            "http_response_size_bytes",
+            "Response body bytes sent through the proxy",
+            metrics.response_size.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "Requests in the proxy whose response has not ended",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "sidewatch_proxy_upstream_errors",
+            "Requests the proxy could not complete against the app, by reason",
+            metrics.upstream_errors.clone(),
+        );
+        registry.register(
+            "sidewatch_proxy_connection_errors",
+            "Client connections that ended in an error, by reason",
+            metrics.connection_errors.clone(),
+        );
+        registry.register(
+            "sidewatch_proxy_client_aborts",
+            "Responses abandoned because the client went away before their end",
+            metrics.client_aborts.clone(),
+        );
+        registry.register(
+            "sidewatch_proxy_access_log_dropped",
+            "Access-log events dropped because the log pipeline's queue was full",
+            metrics.access_log_dropped.clone(),
+        );
+        for reason in UPSTREAM_REASONS {
+            let _ = metrics.upstream_errors.get_or_create(&[("reason", reason)]);
+        }
+        for reason in CONNECTION_REASONS {
+            let _ = metrics
+                .connection_errors
+                .get_or_create(&[("reason", reason)]);
+        }
+        metrics
+    }
+
+    /// Counts an upstream failure (`reason` from [`UPSTREAM_REASONS`]).
+    pub fn upstream_error(&self, reason: &'static str) {
+        self.upstream_errors
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    /// Counts a client connection error (`reason` from [`CONNECTION_REASONS`]).
+    pub fn connection_error(&self, reason: &'static str) {
+        self.connection_errors
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    /// Records a response's head: counts it and observes its duration with
+    /// the trace ID as exemplar. `key` is from [`series_key`].
+    pub fn response_head(&self, key: &str, seconds: f64, trace_id: &str) {
+        self.requests.with(key, |c| {
+            c.inc();
+        });
+        self.duration.with(key, |h| {
+            h.observe(seconds, Some(TraceLabel::new(trace_id)), None)
+        });
+    }
+
+    /// Records a finished exchange's body sizes.
+    pub fn sizes(&self, key: &str, request_bytes: u64, response_bytes: u64) {
+        self.request_size
+            .with(key, |h| h.observe(request_bytes as f64));
+        self.response_size
+            .with(key, |h| h.observe(response_bytes as f64));
+    }
+}
+
+/// The `method` label: one of [`METHODS`], else `OTHER`.
+pub fn method_label(method: &http::Method) -> &'static str {
+    METHODS
+        .iter()
+        .find(|m| **m == method.as_str())
+        .copied()
+        .unwrap_or("OTHER")
+}
+
+/// The series key of `(method, route, status)`.
+pub fn series_key(method: &str, route: &str, status: u16) -> String {
+    let mut key = KeyBuilder::default();
+    key.push(method);
+    key.push(route);
+    key.push_display(status);
+    key.as_str().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_set_are_other() {
+        assert_eq!(method_label(&http::Method::GET), "GET");
+        assert_eq!(method_label(&http::Method::PATCH), "PATCH");
+        let odd = http::Method::from_bytes(b"PROPFIND").unwrap();
+        assert_eq!(method_label(&odd), "OTHER");
+    }
+
+    #[test]
+    fn slo_thresholds_are_exact_bounds() {
+        for bound in [0.5, 1.0, 2.0, 5.0] {
+            assert!(DEFAULT_BUCKETS.contains(&bound));
+        }
+    }
+}
