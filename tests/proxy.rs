@@ -232,6 +232,11 @@ async fn request_ids_and_trace_context_reach_the_app_and_the_access_log() {
     assert_eq!(given["status"], 200);
     assert!(given["duration_seconds"].as_f64().unwrap() > 0.0);
     assert!(given["response_bytes"].as_u64().unwrap() > 0);
+    let stamp = given["timestamp"].as_str().unwrap_or_default();
+    assert!(
+        humantime::parse_rfc3339(stamp).is_ok(),
+        "timestamp {stamp:?} is not RFC 3339"
+    );
     assert!(
         events
             .iter()

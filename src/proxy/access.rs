@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use prometheus_client::metrics::counter::Counter;
-use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::logs::event::{EventMeta, Flags, SourceInfo};
 use crate::logs::source::{Source, SourceContext};
-use crate::logs::Event;
+use crate::logs::{Event, Fields};
 
 /// The log source name of access-log events.
 pub const SOURCE_NAME: &str = "proxy";
@@ -45,23 +44,26 @@ pub struct AccessRecord<'a> {
 }
 
 impl AccessRecord<'_> {
-    /// The event's fields.
-    pub fn to_fields(&self) -> Map<String, Value> {
-        let mut fields = Map::new();
-        fields.insert("level".into(), "info".into());
-        fields.insert("message".into(), "proxy access".into());
-        fields.insert("kind".into(), "access".into());
-        fields.insert("method".into(), self.method.into());
-        fields.insert("route".into(), self.route.into());
-        fields.insert("path".into(), self.path.into());
-        fields.insert("status".into(), self.status.into());
-        fields.insert("duration_seconds".into(), self.duration_seconds.into());
-        fields.insert("request_bytes".into(), self.request_bytes.into());
-        fields.insert("response_bytes".into(), self.response_bytes.into());
-        fields.insert("correlation_id".into(), self.correlation_id.into());
-        fields.insert("trace_id".into(), self.trace_id.into());
+    /// The event's fields, `timestamp` (when the request ended, RFC 3339)
+    /// first, as app log lines have it.
+    pub fn to_fields(&self) -> Fields {
+        let mut fields = Fields::with_capacity(20);
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        fields.insert("timestamp", now.into());
+        fields.insert("level", "info".into());
+        fields.insert("message", "proxy access".into());
+        fields.insert("kind", "access".into());
+        fields.insert("method", self.method.into());
+        fields.insert("route", self.route.into());
+        fields.insert("path", self.path.into());
+        fields.insert("status", self.status.into());
+        fields.insert("duration_seconds", self.duration_seconds.into());
+        fields.insert("request_bytes", self.request_bytes.into());
+        fields.insert("response_bytes", self.response_bytes.into());
+        fields.insert("correlation_id", self.correlation_id.into());
+        fields.insert("trace_id", self.trace_id.into());
         if self.aborted {
-            fields.insert("aborted".into(), true.into());
+            fields.insert("aborted", true.into());
         }
         fields
     }
@@ -70,7 +72,7 @@ impl AccessRecord<'_> {
 /// The proxy's end: queues events without waiting.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
-    tx: mpsc::Sender<Map<String, Value>>,
+    tx: mpsc::Sender<Fields>,
     dropped: Counter,
 }
 
@@ -100,7 +102,7 @@ impl AccessLog {
 /// The pipeline's end: a [`Source`] reading the queue.
 #[derive(Debug)]
 pub struct AccessSource {
-    rx: mpsc::Receiver<Map<String, Value>>,
+    rx: mpsc::Receiver<Fields>,
     info: Option<Arc<SourceInfo>>,
 }
 
@@ -111,7 +113,7 @@ impl AccessSource {
         self
     }
 
-    fn event(&self, fields: Map<String, Value>) -> Option<Event> {
+    fn event(&self, fields: Fields) -> Option<Event> {
         let info = self.info.clone()?;
         let meta = EventMeta {
             source: info,
@@ -120,10 +122,10 @@ impl AccessSource {
             raw_len: 0,
             flags: Flags::default(),
         };
-        Some(Event::from_fields(fields.into(), meta, None))
+        Some(Event::from_fields(fields, meta, None))
     }
 
-    async fn send(&self, ctx: &SourceContext, batch: Vec<Map<String, Value>>) -> bool {
+    async fn send(&self, ctx: &SourceContext, batch: Vec<Fields>) -> bool {
         let batch: Vec<Event> = batch.into_iter().filter_map(|f| self.event(f)).collect();
         if batch.is_empty() {
             return true;
