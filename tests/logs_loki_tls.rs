@@ -5,84 +5,18 @@
 //! (tests/logs_support/loki.rs; no Loki binary exists here).
 
 mod logs_support;
+mod test_certs;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use logs_support::loki::{LokiServer, Mode};
 use logs_support::run::*;
 use logs_support::{line, Layout};
 
-/// A test CA and a certificate for 127.0.0.1 signed by it, in `dir`.
-fn certificates(dir: &Path) {
-    if Command::new("openssl").arg("version").output().is_err() {
-        panic!("openssl is needed: apt-get install -y openssl");
-    }
-    let path = |name: &str| dir.join(name).display().to_string();
-    let openssl = |args: &[&str]| {
-        let output = Command::new("openssl").args(args).output().unwrap();
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &path("ca.key"),
-        "-out",
-        &path("ca.crt"),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=sidewatch test CA",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &path("server.key"),
-        "-out",
-        &path("server.csr"),
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(
-        path("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &path("server.csr"),
-        "-CA",
-        &path("ca.crt"),
-        "-CAkey",
-        &path("ca.key"),
-        "-CAcreateserial",
-        "-out",
-        &path("server.crt"),
-        "-days",
-        "2",
-        "-extfile",
-        &path("san.ext"),
-    ]);
-}
-
 #[test]
 fn https_with_a_ca_file_and_a_tls_error_without_it() {
     let certs = tempfile::tempdir().unwrap();
-    certificates(certs.path());
+    test_certs::certificates(certs.path());
     let server = LokiServer::start_tls(
         Mode::Up,
         &certs.path().join("server.crt"),

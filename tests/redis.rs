@@ -4,6 +4,7 @@
 //! passwords that never show in anything sidewatch serves.
 
 mod support;
+mod test_certs;
 
 use std::time::Duration;
 
@@ -307,67 +308,8 @@ async fn broken_servers_get_their_reason() {
 async fn tls_with_a_ca_file() {
     support::require_program("openssl", "apt-get install -y openssl");
     let dir = tempfile::tempdir().unwrap();
+    test_certs::certificates(dir.path());
     let path = |name: &str| dir.path().join(name).display().to_string();
-    let openssl = |args: &[&str]| {
-        let output = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &path("ca.key"),
-        "-out",
-        &path("ca.crt"),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=sidewatch test CA",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &path("server.key"),
-        "-out",
-        &path("server.csr"),
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(
-        path("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &path("server.csr"),
-        "-CA",
-        &path("ca.crt"),
-        "-CAkey",
-        &path("ca.key"),
-        "-CAcreateserial",
-        "-out",
-        &path("server.crt"),
-        "-days",
-        "2",
-        "-extfile",
-        &path("san.ext"),
-    ]);
     let redis = RedisServer::start_tls(&path("server.crt"), &path("server.key"), &path("ca.crt"));
     let url = format!("rediss://localhost:{}", redis.port);
     let toml = server_toml("tls", &url, &format!("ca_file = \"{}\"", path("ca.crt")))
