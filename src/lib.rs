@@ -13,6 +13,7 @@ pub mod backoff;
 pub mod collect;
 pub mod config;
 pub mod demo;
+pub mod http_client;
 pub mod inject;
 pub mod logs;
 pub mod proxy;

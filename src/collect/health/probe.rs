@@ -4,7 +4,7 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue, Method};
 use regex::Regex;
 use tokio::net::TcpStream;
 use url::Url;
@@ -125,23 +125,12 @@ impl Probe {
             .pool_max_idle_per_host(0)
             .danger_accept_invalid_certs(target.insecure_skip_verify);
         if let Some(path) = &target.ca_file {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("{} holds no usable PEM certificate: {e}", path.display()))?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
+            builder = crate::http_client::with_ca_file(builder, path)?;
         }
         let client = builder
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        let mut headers = HeaderMap::new();
-        for (name, value) in &target.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
-            let value = HeaderValue::from_str(value).map_err(|e| e.to_string())?;
-            headers.insert(name, value);
-        }
+        let mut headers = crate::http_client::header_map(&target.headers)?;
         if let Some(token) = &target.bearer_token {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                 .map_err(|_| "bearer_token holds characters not allowed in a header".to_owned())?;

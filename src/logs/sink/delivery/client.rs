@@ -70,23 +70,12 @@ impl Endpoint {
             .redirect(reqwest::redirect::Policy::none())
             .danger_accept_invalid_certs(sink.insecure_skip_verify);
         if let Some(path) = &sink.ca_file {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("{} holds no usable PEM certificate: {e}", path.display()))?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
+            builder = crate::http_client::with_ca_file(builder, path)?;
         }
         let client = builder
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        let mut headers = HeaderMap::new();
-        for (name, value) in &sink.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
-            let value = HeaderValue::from_str(value).map_err(|e| e.to_string())?;
-            headers.insert(name, value);
-        }
+        let mut headers = crate::http_client::header_map(&sink.headers)?;
         if let Some(tenant) = &sink.tenant_id {
             let value = HeaderValue::from_str(tenant).map_err(|e| e.to_string())?;
             headers.insert(HeaderName::from_static("x-scope-orgid"), value);
