@@ -83,6 +83,7 @@ enabled = false
 listen = "127.0.0.1:$sw_port"
 upstream = "127.0.0.1:$nginx_port"
 access_log = $1
+threads = ${PROXY_THREADS:-1}
 [[logs.sinks]]
 type = "stdout"
 CONF

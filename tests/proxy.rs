@@ -334,6 +334,32 @@ async fn h2c_prior_knowledge_is_proxied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_upgrade_is_declined_and_measured_over_http1() {
+    let app = spawn_app().await;
+    let (sidewatch, base) = start(app, "").await;
+    let addr = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /api/orders/7 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+              Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("upgrade"), "{head}");
+    let text = sidewatch.metrics().await;
+    let labels = [
+        ("method", "GET"),
+        ("route", "/api/orders/{id}"),
+        ("status", "200"),
+    ];
+    assert_eq!(value(&text, "http_requests_total", &labels), 1.0);
+    sidewatch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_body_streams_both_ways_without_rss_growth() {
     let app = spawn_app().await;
     let (sidewatch, base) = start(app, "").await;

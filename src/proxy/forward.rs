@@ -118,9 +118,19 @@ fn error_response(status: StatusCode, mut exchange: Exchange) -> Response<Measur
     response
 }
 
-/// Whether the request asks to switch protocols (`Connection: upgrade`).
+/// Whether the request asks to switch protocols (`Connection: upgrade`) to
+/// something other than `h2c`. An `Upgrade: h2c` (deprecated by RFC 9113) is
+/// declined as RFC 9110 §7.8 allows: the request goes on as plain HTTP/1.1,
+/// so it is measured like any other; h2c clients use prior knowledge.
 fn is_upgrade(headers: &HeaderMap) -> bool {
+    let h2c_only = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .all(|t| t.trim().eq_ignore_ascii_case("h2c"));
     headers.contains_key(header::UPGRADE)
+        && !h2c_only
         && headers
             .get_all(header::CONNECTION)
             .iter()
@@ -217,6 +227,25 @@ mod tests {
         );
         headers.insert("upgrade", HeaderValue::from_static("websocket"));
         assert!(is_upgrade(&headers));
+    }
+
+    #[test]
+    fn h2c_upgrades_are_declined_and_their_headers_dropped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "connection",
+            HeaderValue::from_static("Upgrade, HTTP2-Settings"),
+        );
+        headers.insert("upgrade", HeaderValue::from_static("h2c"));
+        headers.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAAQAAP__"),
+        );
+        headers.insert("accept", HeaderValue::from_static("*/*"));
+        assert!(!is_upgrade(&headers));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key("accept"));
     }
 
     #[test]
