@@ -5,6 +5,9 @@
 # the log pipeline to a stdout sink sent to /dev/null) and off. Saturation
 # with wrk (50 connections, 2 threads); reports req/s, p50/p99, the ratios
 # to direct and to haproxy, and the proxy's CPU-µs per request and RSS.
+# Then fixed-rate latency with oha (`cargo install oha`; skipped with a note
+# when missing): 2000 req/s with latency correction, p50/p99 and what each
+# proxy adds to direct.
 # Run by hand (root, Debian 12); installs missing packages. The machine is
 # shared, so keep runs short and read the numbers as rough.
 #
@@ -94,6 +97,17 @@ CONF
   echo "sidewatch did not start:" >&2; cat "$work/sw.err" >&2; exit 1
 }
 
+# latency NAME PORT: "NAME<TAB>p50 ms<TAB>p99 ms" at 2000 req/s (oha).
+latency() {
+  command -v oha >/dev/null || return 0
+  oha -z "${secs}s" -q 2000 --latency-correction -c "$conns" --no-tui \
+    --output-format json "http://127.0.0.1:$2/" |
+    python3 -c 'import json, sys
+d = json.load(sys.stdin); p = d["latencyPercentiles"]
+assert d["summary"]["successRate"] == 1.0, d["summary"]
+print("%s\t%.3f\t%.3f" % (sys.argv[1], p["p50"] * 1e3, p["p99"] * 1e3))' "$1"
+}
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # run NAME PORT [PID]: one wrk run; with PID, CPU-µs per request and RSS of it.
@@ -127,9 +141,22 @@ run "direct (nginx)" "$nginx_port"
 run "haproxy $(haproxy -v | awk 'NR==1 {print $3}')" "$haproxy_port" "$haproxy_pid"
 start_sidewatch true
 run "sidewatch (access log on)" "$sw_port" "$sw_pid"
+latency_on=$(latency "sidewatch (access log on)" "$sw_port")
 kill "$sw_pid"; wait "$sw_pid" 2>/dev/null || true
 start_sidewatch false
 run "sidewatch (access log off)" "$sw_port" "$sw_pid"
 curl -s "http://127.0.0.1:$admin_port/metrics" | grep -E '^http_requests_total' | head -3
+if command -v oha >/dev/null; then
+  echo "fixed rate: oha -z ${secs}s -q 2000 --latency-correction -c $conns (p50 / p99, added to direct)"
+  direct=$(latency "direct (nginx)" "$nginx_port")
+  { echo "$direct"
+    latency "haproxy" "$haproxy_port"
+    echo "$latency_on"
+    latency "sidewatch (access log off)" "$sw_port"
+  } | awk -F'\t' 'NR==1 {d50=$(NF-1); d99=$NF}
+      {printf "%-26s p50 %.3f ms  p99 %.3f ms  added %+.3f / %+.3f ms\n", $1, $(NF-1), $NF, $(NF-1)-d50, $NF-d99}'
+else
+  echo "fixed-rate latency skipped: oha is not installed (cargo install oha)"
+fi
 awk '{r=$NF; $NF=""} NR==1 {d=r} NR==2 {h=r; printf "%s: %.2f of direct\n", $0, r/d}
      NR>2 {printf "%s: %.2f of direct, %.2f of haproxy\n", $0, r/d, r/h}' "$work/rps"
