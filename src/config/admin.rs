@@ -227,4 +227,45 @@ mod tests {
         let keys = self::keys("[admin.auth]\ntoken_file = \"/nonexistent/token\"\n");
         assert_eq!(keys, vec!["admin.auth.token_file"]);
     }
+
+    #[test]
+    fn intake_off_loopback_needs_allow_remote() {
+        let text = r#"
+            [[logs.sources]]
+            type = "http"
+            listen = "0.0.0.0:4793"
+            [[logs.sources]]
+            type = "tcp"
+            name = "tcp"
+            listen = "[::]:4792"
+            [[logs.sinks]]
+            type = "stdout"
+            [statsd]
+            enabled = true
+            listen = "10.0.0.1:8125"
+        "#;
+        let errors = load_from_str(text, Format::Toml, &HashMap::new()).unwrap_err();
+        let keys: Vec<_> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "logs.sources[0].listen",
+                "logs.sources[1].listen",
+                "statsd.listen"
+            ],
+            "{errors}"
+        );
+        assert!(
+            errors.to_string().contains("allow_remote = true"),
+            "{errors}"
+        );
+        let allowed = text
+            .replace("type = \"http\"", "type = \"http\"\nallow_remote = true")
+            .replace("name = \"tcp\"", "name = \"tcp\"\nallow_remote = true")
+            .replace("enabled = true", "enabled = true\nallow_remote = true");
+        load_from_str(&allowed, Format::Toml, &HashMap::new()).unwrap();
+        let local = "[[logs.sources]]\ntype = \"http\"\n[[logs.sinks]]\ntype = \"stdout\"\n";
+        let config = load_from_str(local, Format::Toml, &HashMap::new()).unwrap();
+        assert!(config.logs.sources[0].effective_listen().ip().is_loopback());
+    }
 }
