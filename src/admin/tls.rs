@@ -238,6 +238,11 @@ impl Tls {
         };
         let mut server = builder.with_cert_resolver(resolver.clone());
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // No session resumption: every new connection is a full handshake
+        // with the certificate serving now, so a rotation is seen by every
+        // client at once (admin traffic is a scrape every few seconds).
+        server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        server.send_tls13_tickets = 0;
         Ok(Self {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             inner: Arc::new(Inner {
