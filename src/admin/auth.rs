@@ -13,6 +13,9 @@ use http_body_util::Full;
 use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 
+/// Shortest time between two checks of the files (a zero interval would spin).
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 use crate::config::admin::AuthConfig;
 use crate::config::Secret;
 
@@ -201,7 +204,7 @@ impl Auth {
         let Scheme::Bearer { interval, .. } = &self.scheme else {
             return;
         };
-        let mut ticks = tokio::time::interval(*interval);
+        let mut ticks = tokio::time::interval((*interval).max(MIN_INTERVAL));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
         loop {

@@ -21,6 +21,9 @@ use rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+/// Shortest time between two checks of the files (a zero interval would spin).
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 use crate::config::admin::TlsConfig;
 
 /// A problem with one file of a `[….tls]` section.
@@ -316,7 +319,7 @@ impl Tls {
 
     /// Checks the files every `reload_interval` until `stop`.
     pub async fn watch(self, stop: CancellationToken) {
-        let mut ticks = tokio::time::interval(self.inner.interval);
+        let mut ticks = tokio::time::interval(self.inner.interval.max(MIN_INTERVAL));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
         loop {
