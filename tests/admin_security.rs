@@ -252,14 +252,14 @@ async fn bearer_token_from_a_file_protects_metrics_and_status_and_rotates() {
         metric(&text, "sidewatch_admin_file_reloads_total", &labels("ok")),
         Some(1.0)
     );
-    assert!(
+    assert_eq!(
         metric(
             &text,
             "sidewatch_admin_file_reloads_total",
             &labels("error")
-        )
-        .is_some_and(|v| v >= 1.0),
-        "{text}"
+        ),
+        Some(1.0),
+        "a lasting failure is counted once:\n{text}"
     );
     // 6 refusals above, 1 for the old token after the rotation, and any
     // polls for the new token before it was read.

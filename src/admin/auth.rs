@@ -87,6 +87,8 @@ enum Scheme {
         token: Arc<RwLock<Secret>>,
         interval: Duration,
         reloads: ReloadCounters,
+        /// The last read error, so a lasting one is reported once.
+        failed: Arc<std::sync::Mutex<Option<String>>>,
     },
     /// The expected `Authorization` value after `Basic `.
     Basic(Secret),
@@ -110,6 +112,7 @@ impl Auth {
                 path: path.clone(),
                 interval: config.reload_interval,
                 reloads,
+                failed: Arc::default(),
             },
             (None, Some(user), Some(password)) => Scheme::Basic(Secret::new(base64(
                 format!("{user}:{}", password.expose()).as_bytes(),
@@ -171,13 +174,19 @@ impl Auth {
             path,
             token,
             reloads,
+            failed,
             ..
         } = &self.scheme
         else {
             return false;
         };
+        let mut failed = match failed.lock() {
+            Ok(failed) => failed,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         match read_token(path) {
             Ok(new) => {
+                *failed = None;
                 let mut current = match token.write() {
                     Ok(current) => current,
                     Err(poisoned) => poisoned.into_inner(),
@@ -191,8 +200,12 @@ impl Auth {
                 true
             }
             Err(error) => {
-                reloads.error.inc();
-                tracing::warn!(%error, "admin bearer token not reloaded; the previous one stays");
+                // Counted and logged once per distinct problem, not at every check.
+                if failed.as_deref() != Some(error.as_str()) {
+                    reloads.error.inc();
+                    tracing::warn!(%error, "admin bearer token not reloaded; the previous one stays");
+                    *failed = Some(error);
+                }
                 false
             }
         }
@@ -277,6 +290,7 @@ mod tests {
         assert_eq!(auth.check(&headers("Bearer first")), Err(Refusal::Invalid));
         assert_eq!(auth.check(&headers("Bearer second")), Ok(()));
         std::fs::remove_file(&path).unwrap();
+        assert!(!auth.refresh());
         assert!(!auth.refresh());
         assert_eq!(auth.check(&headers("Bearer second")), Ok(()));
         assert_eq!((reloads.ok.get(), reloads.error.get()), (1, 1));

@@ -289,6 +289,7 @@ impl Tls {
                 state.failed = None;
                 return false;
             }
+            Ok(pem) if state.failed == Some(Failure::Content(pem.clone())) => return false,
             Ok(pem) => match parse_pair(&pem, &inner.cert_file, &inner.key_file) {
                 Ok(key) => {
                     match inner.resolver.current.write() {
