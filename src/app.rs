@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{self, AdminState, Readiness, StatusBoard};
+use crate::admin::{self, AdminState, Guard, Readiness, StatusBoard};
 use crate::collect::health::{HealthCollector, HealthMetrics};
 use crate::collect::pool::{PoolCollector, PoolMetrics};
 use crate::collect::postgres::{PostgresCollector, PostgresMetrics};
@@ -92,6 +92,21 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         })?;
     let admin_addr = admin_listener.local_addr().unwrap_or(config.admin.listen);
 
+    let security = admin::security::SecurityMetrics::register(&mut registry);
+    let admin_guard = Guard::build(
+        "admin",
+        "admin",
+        config.admin.tls.as_ref(),
+        &config.admin.auth,
+        &config.admin.limits,
+        &security,
+    )
+    .map_err(|e| RunError::Build {
+        key: e.key,
+        message: e.message,
+    })?;
+    let admin_tls = admin_guard.is_tls();
+
     let collector_metrics = CollectorMetrics::register(&mut registry);
     let pod = PodInfo::from_env(&config.pod);
     let health_metrics = HealthMetrics::register(&mut registry);
@@ -145,11 +160,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let state = Arc::new(AdminState::new(
-        Arc::new(registry),
-        readiness,
-        status.clone(),
-    ));
+    for watcher in admin_guard.watchers(&stop) {
+        tasks.spawn(watcher);
+    }
+    let state = Arc::new(
+        AdminState::new(Arc::new(registry), readiness, status.clone()).with_guard(admin_guard),
+    );
     tasks.spawn(admin::serve(admin_listener, state, stop.clone()));
     admin_latch.release();
     let collectors = Collectors {
@@ -185,7 +201,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         latch.release();
     }
     tracing::info!(
-        admin = %admin::describe(admin_addr),
+        admin = %admin::describe(admin_addr, admin_tls),
         health_targets = config.health.targets.len(),
         version = telemetry::VERSION,
         "sidewatch started"

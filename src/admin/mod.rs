@@ -1,33 +1,30 @@
 //! The admin server: `GET /metrics`, `/healthz`, `/readyz` and `/status`.
+//! `/metrics` and `/status` need the configured credentials (if any);
+//! `/healthz` and `/readyz` never do (kubelet probes carry none).
 
+pub mod auth;
+pub mod listener;
 mod metrics;
 pub mod readiness;
+pub mod security;
 pub mod status;
+pub mod tls;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use listener::Guard;
 pub use readiness::{Latch, Readiness};
 pub use status::StatusBoard;
-
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long open connections get to finish after the server stops.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the admin handlers read.
 #[derive(Debug)]
@@ -38,6 +35,8 @@ pub struct AdminState {
     pub readiness: Readiness,
     /// Collector results for `/status`.
     pub status: StatusBoard,
+    /// TLS, credentials and limits of the admin listener.
+    pub guard: Arc<Guard>,
     /// Size of the last `/metrics` body, to pre-size the next buffer.
     last_metrics_size: AtomicUsize,
 }
@@ -49,55 +48,33 @@ impl AdminState {
             registry,
             readiness,
             status,
+            guard: Arc::new(Guard::open()),
             last_metrics_size: AtomicUsize::new(4096),
         }
     }
+
+    /// Serves behind `guard` (TLS, credentials, limits) instead of an open one.
+    pub fn with_guard(mut self, guard: Guard) -> Self {
+        self.guard = Arc::new(guard);
+        self
+    }
 }
 
-/// Serves admin requests on `listener` until `stop` is cancelled, then gives
-/// open connections a short grace period.
+/// Serves admin requests on `listener` (behind `state.guard`) until `stop`
+/// is cancelled, then gives open connections a short grace period.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(%error, "admin server: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => break,
-        };
+    let guard = state.guard.clone();
+    let handler = move |request: Request<Incoming>| {
         let state = state.clone();
-        let service = service_fn(move |request| {
-            let response = route(&state, &request);
-            async move { Ok::<_, Infallible>(response) }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, %peer, "admin connection ended with an error");
-            }
-        });
-    }
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::debug!("admin server: connections still open after the drain timeout");
-    }
+        async move { route(&state, &request) }
+    };
+    listener::serve(listener, guard, handler, stop).await;
 }
 
 /// The address the admin server is reachable at, for log lines.
-pub fn describe(addr: SocketAddr) -> String {
-    format!("http://{addr}/metrics")
+pub fn describe(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{addr}/metrics")
 }
 
 fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -108,7 +85,13 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
             .body(Full::new(Bytes::from_static(b"method not allowed\n")))
             .unwrap_or_default();
     }
-    match request.uri().path() {
+    let path = request.uri().path();
+    if matches!(path, "/metrics" | "/status") {
+        if let Some(refused) = state.guard.authorize(request) {
+            return refused;
+        }
+    }
+    match path {
         "/metrics" => metrics::handle(state, request),
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => readyz(&state.readiness),

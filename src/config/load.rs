@@ -114,7 +114,27 @@ pub fn load_from_str(
     build(Some((text, format)), env)
 }
 
+/// Loads and validates; every message passes [`super::secret::mask_credentials`]
+/// (parse errors quote the value, which may be a URL with a password).
 fn build(
+    file: Option<(&str, Format)>,
+    env: &HashMap<String, String>,
+) -> Result<Config, ConfigErrors> {
+    build_unmasked(file, env).map_err(|errors| {
+        ConfigErrors(
+            errors
+                .0
+                .into_iter()
+                .map(|error| ConfigError {
+                    key: error.key,
+                    message: super::secret::mask_credentials(&error.message),
+                })
+                .collect(),
+        )
+    })
+}
+
+fn build_unmasked(
     file: Option<(&str, Format)>,
     env: &HashMap<String, String>,
 ) -> Result<Config, ConfigErrors> {

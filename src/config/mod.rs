@@ -5,6 +5,7 @@
 //! every error names the key path it concerns. The doc comments on these
 //! structs are the configuration reference (see `sidewatch.example.toml`).
 
+pub mod admin;
 mod load;
 pub mod log_metrics;
 pub mod logs;
@@ -80,12 +81,21 @@ impl Config {
 pub struct AdminConfig {
     /// Address the admin server binds (`/metrics`, `/healthz`, `/readyz`, `/status`).
     pub listen: SocketAddr,
+    /// Serve HTTPS (`[admin.tls]`); off when the section is absent.
+    pub tls: Option<admin::TlsConfig>,
+    /// Credentials for `/metrics` and `/status` (`[admin.auth]`); none by default.
+    pub auth: admin::AuthConfig,
+    /// Request size limits (`[admin.limits]`).
+    pub limits: admin::LimitsConfig,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 4790)),
+            tls: None,
+            auth: admin::AuthConfig::default(),
+            limits: admin::LimitsConfig::default(),
         }
     }
 }

@@ -89,6 +89,21 @@ pub fn mask_url(url: &Url) -> String {
     masked.to_string()
 }
 
+/// `text` with the password of every `scheme://user:password@` in it
+/// replaced by `***`: for messages that may quote configured values (parse
+/// errors of URLs that are not secrets themselves).
+pub fn mask_credentials(text: &str) -> String {
+    static USERINFO: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let pattern = USERINFO.get_or_init(|| {
+        regex::Regex::new(r#"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@:"'`]*):[^\s@"'`]*@"#).ok()
+    });
+    match pattern {
+        Some(pattern) => pattern.replace_all(text, "${1}:***@").into_owned(),
+        // The pattern is fixed; should it ever not compile, show nothing.
+        None => "(message withheld)".into(),
+    }
+}
+
 /// Serializes an optional URL with its password masked.
 pub(crate) fn serialize_optional_url<S: Serializer>(
     url: &Option<Url>,
@@ -130,6 +145,15 @@ mod tests {
             err.to_string().contains("/nonexistent/sidewatch-token"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn mask_credentials_hides_passwords_in_any_text() {
+        assert_eq!(
+            mask_credentials(r#"empty host: "http://probe:pw@/health" and redis://:x:y@h/0"#),
+            r#"empty host: "http://probe:***@/health" and redis://:***@h/0"#
+        );
+        assert_eq!(mask_credentials("no url here: a:b@c"), "no url here: a:b@c");
     }
 
     #[test]

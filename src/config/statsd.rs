@@ -14,8 +14,11 @@ use crate::telemetry::names;
 pub struct StatsdConfig {
     /// Listen for StatsD/DogStatsD packets.
     pub enabled: bool,
-    /// UDP address to bind.
+    /// UDP address to bind (loopback by default: for the app in the pod).
     pub listen: SocketAddr,
+    /// Accept a `listen` address that is not loopback (reachable from
+    /// outside the pod). Off: such an address is a config error.
+    pub allow_remote: bool,
     /// Largest datagram accepted, in bytes; bigger ones are counted as
     /// `oversized` and dropped whole.
     pub max_packet_bytes: usize,
@@ -43,6 +46,7 @@ impl Default for StatsdConfig {
         Self {
             enabled: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 8125)),
+            allow_remote: false,
             max_packet_bytes: 8192,
             receive_buffer_bytes: 4 * 1024 * 1024,
             max_metrics: 1000,
@@ -95,6 +99,12 @@ impl StatsdConfig {
             if value == 0 {
                 push(format!("statsd.{key}"), "must be at least 1".into());
             }
+        }
+        if self.enabled && !self.allow_remote && !self.listen.ip().is_loopback() {
+            push(
+                "statsd.listen".into(),
+                format!("{} is not a loopback address: StatsD intake would be reachable from outside the pod; set `statsd.allow_remote = true` to mean it", self.listen),
+            );
         }
         if self.max_packet_bytes > 65_535 {
             push(

@@ -19,6 +19,13 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigError> {
         );
     }
     errors.positive("process.interval", config.process.interval);
+    super::admin::validate(
+        "admin",
+        config.admin.tls.as_ref(),
+        &config.admin.auth,
+        &config.admin.limits,
+        &mut errors,
+    );
     let mut names = HashSet::new();
     for (i, target) in config.health.targets.iter().enumerate() {
         let key = format!("health.targets[{i}]");

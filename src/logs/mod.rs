@@ -116,6 +116,11 @@ impl Pipeline {
             })?;
         }
         let metrics = Metrics::register(registry);
+        let intake_rejected = config
+            .sources
+            .iter()
+            .any(|s| s.kind == SourceKind::Http)
+            .then(|| source::http::RejectFamily::register(registry));
         let mut sources = Vec::new();
         for (i, source) in config.sources.iter().enumerate() {
             let name = source.effective_name();
@@ -153,14 +158,18 @@ impl Pipeline {
                         .map_err(error)?;
                         source::launch(built)
                     } else {
-                        let built = source::http::HttpSource::bind(
-                            addr,
-                            info,
-                            max_line,
-                            source.max_body_bytes,
-                            source.max_connections,
-                        )
-                        .map_err(error)?;
+                        let limits = source::http::HttpLimits {
+                            max_line_bytes: max_line,
+                            max_body_bytes: source.max_body_bytes,
+                            max_header_bytes: source.max_header_bytes,
+                            max_connections: source.max_connections,
+                        };
+                        let rejected = intake_rejected
+                            .as_ref()
+                            .map(|family| family.source(name))
+                            .unwrap_or_default();
+                        let built = source::http::HttpSource::bind(addr, info, limits, rejected)
+                            .map_err(error)?;
                         source::launch(built)
                     }
                 }

@@ -107,6 +107,12 @@ state dir, log tailing, proxy, app address) overlaid by .Values.config.
 {{- define "sidewatch.resolved" -}}
 {{- $v := .Values }}
 {{- $derived := dict "admin" (dict "listen" (printf "0.0.0.0:%d" (int $v.sidecar.adminPort))) "logs" (dict "state_dir" $v.state.mountPath) }}
+{{- if $v.admin.tls.enabled }}
+{{- $_ := set $derived.admin "tls" (dict "cert_file" (printf "%s/tls.crt" $v.admin.tls.mountPath) "key_file" (printf "%s/tls.key" $v.admin.tls.mountPath)) }}
+{{- end }}
+{{- if $v.admin.auth.tokenSecret }}
+{{- $_ := set $derived.admin "auth" (dict "token_file" (printf "%s/token" $v.admin.auth.mountPath)) }}
+{{- end }}
 {{- if $v.app.port }}
 {{- $_ := set $derived "shutdown" (dict "app_addr" (printf "127.0.0.1:%d" (int $v.app.port))) }}
 {{- end }}
@@ -127,4 +133,31 @@ state dir, log tailing, proxy, app address) overlaid by .Values.config.
 {{/* The config file's text (YAML; sidewatch loads it by extension). */}}
 {{- define "sidewatch.configYaml" -}}
 {{- (include "sidewatch.resolved" . | fromJson).config | toYaml }}
+{{- end }}
+
+{{/* A PodMonitor/ServiceMonitor endpoint's scheme, TLS and bearer-token settings. */}}
+{{- define "sidewatch.monitorSecurity" -}}
+{{- $a := .Values.admin }}
+{{- if $a.tls.enabled }}
+scheme: https
+tlsConfig:
+  {{- if $a.tls.verify }}
+  ca:
+    secret:
+      name: {{ $a.tls.secretName }}
+      key: ca.crt
+  {{- with $a.tls.serverName }}
+  serverName: {{ . }}
+  {{- end }}
+  {{- else }}
+  insecureSkipVerify: true
+  {{- end }}
+{{- end }}
+{{- if $a.auth.tokenSecret }}
+authorization:
+  type: Bearer
+  credentials:
+    name: {{ $a.auth.tokenSecret }}
+    key: {{ $a.auth.tokenKey }}
+{{- end }}
 {{- end }}

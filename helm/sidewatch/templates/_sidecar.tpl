@@ -73,11 +73,11 @@ The ConfigMap is rendered by the sidewatch (sub)chart itself.
     {{- end }}
   {{- with $v.sidecar.livenessProbe }}
   livenessProbe:
-    {{- toYaml . | nindent 4 }}
+    {{- include "sidewatch.probe" (dict "probe" . "Values" $v) | nindent 4 }}
   {{- end }}
   {{- with $v.sidecar.readinessProbe }}
   readinessProbe:
-    {{- toYaml . | nindent 4 }}
+    {{- include "sidewatch.probe" (dict "probe" . "Values" $v) | nindent 4 }}
   {{- end }}
   resources:
     {{- toYaml $v.sidecar.resources | nindent 4 }}
@@ -94,9 +94,28 @@ The ConfigMap is rendered by the sidewatch (sub)chart itself.
       mountPath: {{ $v.logs.mountPath }}
       readOnly: true
     {{- end }}
+    {{- if $v.admin.tls.enabled }}
+    - name: sidewatch-admin-tls
+      mountPath: {{ $v.admin.tls.mountPath }}
+      readOnly: true
+    {{- end }}
+    {{- if $v.admin.auth.tokenSecret }}
+    - name: sidewatch-admin-token
+      mountPath: {{ $v.admin.auth.mountPath }}
+      readOnly: true
+    {{- end }}
     {{- with $v.sidecar.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+{{- end }}
+
+{{/* A probe; an httpGet one uses HTTPS when the admin port serves TLS. */}}
+{{- define "sidewatch.probe" -}}
+{{- $probe := deepCopy .probe }}
+{{- if and .Values.admin.tls.enabled $probe.httpGet }}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" }}
+{{- end }}
+{{- toYaml $probe }}
 {{- end }}
 
 {{/* The sidecar item when native, else nothing: place under initContainers. */}}
@@ -125,6 +144,19 @@ The ConfigMap is rendered by the sidewatch (sub)chart itself.
 - name: sidewatch-logs
   emptyDir:
     sizeLimit: {{ .Values.logs.sizeLimit }}
+{{- end }}
+{{- if .Values.admin.tls.enabled }}
+- name: sidewatch-admin-tls
+  secret:
+    secretName: {{ .Values.admin.tls.secretName }}
+{{- end }}
+{{- if .Values.admin.auth.tokenSecret }}
+- name: sidewatch-admin-token
+  secret:
+    secretName: {{ .Values.admin.auth.tokenSecret }}
+    items:
+      - key: {{ .Values.admin.auth.tokenKey }}
+        path: token
 {{- end }}
 {{- end }}
 

@@ -114,6 +114,13 @@ pub struct LogSourceConfig {
     pub max_connections: usize,
     /// HTTP source: largest request body; a larger one is answered 413.
     pub max_body_bytes: usize,
+    /// HTTP source: largest request head (request line + headers, at least
+    /// 8192); a larger one is answered 431.
+    pub max_header_bytes: usize,
+    /// TCP and HTTP sources: accept a `listen` address that is not loopback
+    /// (reachable from outside the pod). Off: such an address is a config
+    /// error, so intake is never exposed by accident.
+    pub allow_remote: bool,
 }
 
 impl Default for LogSourceConfig {
@@ -132,6 +139,8 @@ impl Default for LogSourceConfig {
             listen: None,
             max_connections: 256,
             max_body_bytes: 10 * 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            allow_remote: false,
         }
     }
 }

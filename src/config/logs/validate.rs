@@ -83,6 +83,22 @@ impl LogsConfig {
                             "must be at least 1024".into(),
                         );
                     }
+                    if source.max_header_bytes < crate::config::admin::MIN_HEADER_BYTES {
+                        push(
+                            format!("{key}.max_header_bytes"),
+                            format!(
+                                "must be at least {}",
+                                crate::config::admin::MIN_HEADER_BYTES
+                            ),
+                        );
+                    }
+                    let listen = source.effective_listen();
+                    if !source.allow_remote && !crate::config::admin::is_loopback(&listen) {
+                        push(
+                            format!("{key}.listen"),
+                            format!("{listen} is not a loopback address: intake would be reachable from outside the pod; set `allow_remote = true` on this source to mean it"),
+                        );
+                    }
                 }
                 SourceKind::Stdin => {
                     stdin += 1;

@@ -4,7 +4,9 @@
 //! acknowledged by every sink (so a client that got 200 knows they are
 //! safe); `503` with `Retry-After` when the pipeline stays full or the events
 //! could not be made safe (try again); `413` for a body over
-//! `max_body_bytes`, `400` for a malformed JSON array, `404`/`405` otherwise.
+//! `max_body_bytes`, `431` for a request head over `max_header_bytes`,
+//! `400` for a malformed JSON array, `404`/`405` otherwise. 413s and 431s
+//! are counted in `sidewatch_log_intake_rejected_total{source,reason}`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,6 +22,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -41,9 +45,66 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct HttpSource {
     listener: std::net::TcpListener,
     info: Arc<SourceInfo>,
-    max_line_bytes: usize,
-    max_body_bytes: usize,
-    max_connections: usize,
+    limits: HttpLimits,
+    rejected: Rejected,
+}
+
+/// The size limits of an HTTP source.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Longer lines are cut and flagged.
+    pub max_line_bytes: usize,
+    /// Larger bodies are answered `413`.
+    pub max_body_bytes: usize,
+    /// Larger request heads are answered `431` (at least 8192).
+    pub max_header_bytes: usize,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct SourceReason {
+    source: String,
+    reason: &'static str,
+}
+
+/// `sidewatch_log_intake_rejected_total{source,reason}`, registered only
+/// when an HTTP source is configured.
+#[derive(Debug, Clone)]
+pub struct RejectFamily(Family<SourceReason, Counter>);
+
+impl RejectFamily {
+    /// Registers the family.
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        let family = Family::default();
+        registry.register(
+            "sidewatch_log_intake_rejected",
+            "Requests an HTTP log intake refused for their size, by source and reason (body_too_large: 413, header_too_large: 431)",
+            family.clone(),
+        );
+        Self(family)
+    }
+
+    /// The counters of source `name`.
+    pub fn source(&self, name: &str) -> Rejected {
+        let get = |reason| {
+            self.0.get_or_create_owned(&SourceReason {
+                source: name.to_owned(),
+                reason,
+            })
+        };
+        Rejected {
+            body: get("body_too_large"),
+            header: get("header_too_large"),
+        }
+    }
+}
+
+/// One HTTP source's refusal counters.
+#[derive(Debug, Clone, Default)]
+pub struct Rejected {
+    body: Counter,
+    header: Counter,
 }
 
 impl HttpSource {
@@ -51,18 +112,16 @@ impl HttpSource {
     pub fn bind(
         addr: SocketAddr,
         info: Arc<SourceInfo>,
-        max_line_bytes: usize,
-        max_body_bytes: usize,
-        max_connections: usize,
+        limits: HttpLimits,
+        rejected: Rejected,
     ) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         Ok(Self {
             listener,
             info,
-            max_line_bytes,
-            max_body_bytes,
-            max_connections,
+            limits,
+            rejected,
         })
     }
 
@@ -79,6 +138,7 @@ struct Intake {
     max_line_bytes: usize,
     max_body_bytes: usize,
     requests: AtomicU64,
+    rejected: Rejected,
 }
 
 impl Source for HttpSource {
@@ -95,11 +155,12 @@ impl Source for HttpSource {
         let intake = Arc::new(Intake {
             info: Arc::clone(&self.info),
             ctx,
-            max_line_bytes: self.max_line_bytes,
-            max_body_bytes: self.max_body_bytes,
+            max_line_bytes: self.limits.max_line_bytes,
+            max_body_bytes: self.limits.max_body_bytes,
             requests: AtomicU64::new(0),
+            rejected: self.rejected.clone(),
         });
-        let slots = Arc::new(Semaphore::new(self.max_connections));
+        let slots = Arc::new(Semaphore::new(self.limits.max_connections));
         let graceful = GracefulShutdown::new();
         let connections = tokio_util::task::TaskTracker::new();
         loop {
@@ -126,10 +187,16 @@ impl Source for HttpSource {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(self.limits.max_header_bytes)
                 .serve_connection(TokioIo::new(stream), service);
             let connection = graceful.watch(connection);
+            let header_rejected = self.rejected.header.clone();
             connections.spawn(async move {
-                let _ = connection.await;
+                if let Err(error) = connection.await {
+                    if error.is_parse_too_large() {
+                        header_rejected.inc();
+                    }
+                }
                 drop(slot);
             });
         }
@@ -210,7 +277,8 @@ async fn handle(intake: &Intake, request: Request<Incoming>) -> Response<Full<By
     {
         Ok(body) => body.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "body over max_body_bytes")
+            intake.rejected.body.inc();
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "body over max_body_bytes");
         }
         Err(_) => return error(StatusCode::BAD_REQUEST, "body could not be read"),
     };
