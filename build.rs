@@ -20,22 +20,13 @@ fn main() {
         revision.unwrap_or_else(|| "unknown".into())
     );
     println!("cargo:rerun-if-env-changed=SIDEWATCH_REVISION");
-    // Watch the files that move when HEAD does, found through git: in a
-    // worktree `.git` is a file, and a path that does not exist would make
-    // cargo rerun this script (and rebuild the crate) on every build.
-    let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) else {
-        return;
-    };
-    let head = PathBuf::from(&git_dir).join("HEAD");
-    if head.exists() {
+    // Watch HEAD where git keeps it: in a worktree `.git` is a file, and a
+    // path that does not exist would make cargo rerun this script (and
+    // rebuild the crate) on every build.
+    if let Some(head) = git(&["rev-parse", "--absolute-git-dir"])
+        .map(|dir| PathBuf::from(dir).join("HEAD"))
+        .filter(|head| head.exists())
+    {
         println!("cargo:rerun-if-changed={}", head.display());
-    }
-    let common = git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]);
-    let branch = git(&["rev-parse", "--symbolic-full-name", "HEAD"]);
-    if let (Some(common), Some(branch)) = (common, branch) {
-        let reference = PathBuf::from(common).join(&branch);
-        if !branch.is_empty() && reference.exists() {
-            println!("cargo:rerun-if-changed={}", reference.display());
-        }
     }
 }

@@ -86,7 +86,7 @@ row() {
   if [ -n "$sw" ] && [ -n "$peer" ]; then
     ratio=$(awk -v a="$sw" -v b="$peer" 'BEGIN {if (b > 0) printf "**%.2f×**", a / b; else print "—"}')
   fi
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$part" "$measure" "${sw:-—}${sw:+ $unit}" "${peer:-—}${peer:+ $unit}" "$ratio" "$better"
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$part" "$measure" "${sw:-—}${sw:+${unit:+ $unit}}" "${peer:-—}${peer:+${unit:+ $unit}}" "$ratio" "$better"
 }
 
 echo

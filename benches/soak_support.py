@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Helpers for benches/soak.sh (python3 standard library only).
 
-  writer  PATH SECONDS RATE CHECKPOINT OUT
+  writer  PATH SECONDS RATE CHECKPOINT OUT PROGRESS
       Writes RATE numbered JSON lines per second to PATH for SECONDS, rotates
       by rename (PATH -> PATH.K) every 30 s, and deletes a rotated file once
       it is three rotations old *and* sidewatch's checkpoint shows it read and
-      acknowledged to its end (as a careful logrotate would). Writes the
-      number of lines written to OUT.
+      acknowledged to its end (as a careful logrotate would). Keeps the
+      number of lines written so far in PROGRESS and writes the total,
+      rotations and rotated files left undeleted to OUT.
 
   loki    PUSH_PORT CONTROL_PORT EVERY FOR UNTIL
       A stand-in for Loki's push API (`POST /loki/api/v1/push`, JSON bodies,
@@ -17,10 +18,12 @@
       carrying a `seq` is checked against the line the writer wrote for that
       number (same content, key order and values; fields sidewatch adds are
       ignored) and counted per number. The control port (always up) answers
-      `GET /stats?n=N` and takes `POST /kill` (a SIGKILL of sidewatch is
-      about to happen), so a duplicate can be told apart: one whose first
-      copy arrived before a SIGKILL and the second after it is explained by
-      in-flight batches; any other is not.
+      `GET /stats?n=N` and takes `POST /kill?written=N` (a SIGKILL of
+      sidewatch is about to happen, N lines written so far), so a duplicate
+      can be told apart: a second copy of a line written before the latest
+      SIGKILL is explained by it (in-flight batches, or events acknowledged
+      but not yet checkpointed); a second copy of a line written after it
+      is not.
 
   traffic HOST PORT RATE SECONDS OUT
       RATE HTTP/1.1 keep-alive GET requests per second over 8 connections for
@@ -62,8 +65,9 @@ def acknowledged_to_end(checkpoint, path):
     return any(c.get("ino") == st.st_ino and c.get("offset", 0) >= st.st_size for c in doc.get("files", []))
 
 
-def writer(path, seconds, rate, checkpoint, out):
+def writer(path, seconds, rate, checkpoint, out, progress):
     seconds, rate = float(seconds), int(rate)
+    progress_fd = os.open(progress, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     start = time.monotonic()
     last_rotation = start
     n = 0
@@ -81,6 +85,7 @@ def writer(path, seconds, rate, checkpoint, out):
             f.write("\n".join(line(i) for i in range(n, target)) + "\n")
             f.flush()
             n = target
+            os.pwrite(progress_fd, b"%20d\n" % n, 0)
         if now - last_rotation >= ROTATE_EVERY:
             f.close()
             rotations += 1
@@ -114,6 +119,7 @@ class Tally:
         self.counts = bytearray()      # copies received per seq (saturating at 255)
         self.epoch_of = bytearray()    # kill epoch of the first copy
         self.epoch = 0                 # SIGKILLs announced so far
+        self.boundary = 0              # lines written before the latest SIGKILL
         self.received = 0
         self.duplicates = 0
         self.unexplained = 0
@@ -123,6 +129,8 @@ class Tally:
         self.requests = 0
         self.failed_requests = 0       # answered 503 or cut
         self.bad_requests = 0
+        self.started = time.monotonic()
+        self.dup_by = {}               # "first epoch>this epoch@second" -> duplicates
 
     def take(self, lines):
         with self.lock:
@@ -152,8 +160,10 @@ class Tally:
                     self.epoch_of[seq] = min(self.epoch, 255)
                 else:
                     self.duplicates += 1
-                    if self.epoch_of[seq] >= min(self.epoch, 255):
+                    if seq >= self.boundary:
                         self.unexplained += 1
+                    key = "%d>%d@%d" % (self.epoch_of[seq], self.epoch, time.monotonic() - self.started)
+                    self.dup_by[key] = self.dup_by.get(key, 0) + 1
                 if c < 255:
                     self.counts[seq] = c + 1
 
@@ -187,7 +197,7 @@ class Tally:
                 "beyond_written": len(beyond) - beyond.count(0), "access_events": self.access,
                 "other_lines": self.other, "push_requests": self.requests,
                 "failed_push_requests": self.failed_requests, "bad_requests": self.bad_requests,
-                "kills": self.epoch,
+                "kills": self.epoch, "duplicates_by": self.dup_by,
             }
 
 
@@ -199,6 +209,9 @@ def loki(push_port, control_port, every, length, until):
     state = {"mode": "up", "server": None}
     open_conns = set()
     conns_lock = threading.Lock()
+    # Held from the mode check to the answer, so an outage never cuts a
+    # request that was already taken (that would be a duplicate of our making).
+    serving = threading.Lock()
 
     class Push(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -216,6 +229,10 @@ def loki(push_port, control_port, every, length, until):
         def do_POST(self):
             size = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(size)
+            with serving:
+                self.handle_push(body)
+
+        def handle_push(self, body):
             mode = state["mode"]
             tally.requests += 1
             if mode == "refused":
@@ -260,8 +277,10 @@ def loki(push_port, control_port, every, length, until):
             self.wfile.write(body)
 
         def do_POST(self):
+            q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
             with tally.lock:
                 tally.epoch += 1
+                tally.boundary = int(q.get("written", ["0"])[0])
             self.send_response(204)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -289,15 +308,16 @@ def loki(push_port, control_port, every, length, until):
         if want == state["mode"]:
             continue
         if want == "refused":
-            state["mode"] = "refused"
-            state["server"].shutdown()
-            state["server"].server_close()
-            with conns_lock:
-                for c in list(open_conns):
-                    try:
-                        c.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+            with serving:
+                state["mode"] = "refused"
+                state["server"].shutdown()
+                state["server"].server_close()
+                with conns_lock:
+                    for c in list(open_conns):
+                        try:
+                            c.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
         elif state["mode"] == "refused":
             state["mode"] = want
             serve_push()
