@@ -13,7 +13,7 @@
 #   mtail      benches/log_metrics.sh 1000000: metrics from the same log lines
 #   haproxy    benches/proxy.sh 5: wrk through each proxy to one nginx
 #
-#   benches/compare.sh      (about 5 minutes; at most 16 minutes)
+#   benches/compare.sh      (about 5 minutes; at most 17 minutes after the build)
 # Each part's full output is printed after it; a part that fails or runs out
 # of time is reported in the table and the others still run. Every process a
 # part leaves behind in its session is listed and stopped (by PID).
