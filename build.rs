@@ -1,21 +1,32 @@
 //! Records the git revision for `sidewatch_build_info`.
 
+use std::path::PathBuf;
 use std::process::Command;
 
+/// One line of `git <args>` output, when git answers.
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 fn main() {
-    let revision = std::env::var("SIDEWATCH_REVISION").ok().or_else(|| {
-        let out = Command::new("git")
-            .args(["rev-parse", "--short=12", "HEAD"])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    });
+    let revision = std::env::var("SIDEWATCH_REVISION")
+        .ok()
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]));
     println!(
         "cargo:rustc-env=SIDEWATCH_REVISION={}",
         revision.unwrap_or_else(|| "unknown".into())
     );
     println!("cargo:rerun-if-env-changed=SIDEWATCH_REVISION");
-    println!("cargo:rerun-if-changed=.git/HEAD");
+    // Watch HEAD where git keeps it: in a worktree `.git` is a file, and a
+    // path that does not exist would make cargo rerun this script (and
+    // rebuild the crate) on every build.
+    if let Some(head) = git(&["rev-parse", "--absolute-git-dir"])
+        .map(|dir| PathBuf::from(dir).join("HEAD"))
+        .filter(|head| head.exists())
+    {
+        println!("cargo:rerun-if-changed={}", head.display());
+    }
 }

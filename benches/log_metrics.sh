@@ -11,6 +11,8 @@
 #              what mtail does — metrics from logs, no forwarding)
 #   mtail:     --one_shot over the same file, a regex program (no JSON parser)
 #
+# Lines starting with `RESULT` are for benches/compare.sh.
+#
 #   benches/log_metrics.sh [lines]     (default 1000000)
 #   FEATURES=mimalloc benches/log_metrics.sh     (build with mimalloc)
 set -euo pipefail
@@ -144,3 +146,9 @@ report "sidewatch (metrics)" "$only_cpu" "$only_wall" "$only_peak"
 report mtail "$mt_cpu" "$mt_wall" "$mt_peak"
 awk -v a="$full_cpu" -v l="$lean_cpu" -v o="$only_cpu" -v b="$mt_cpu" -v c="$only_peak" -v d="$mt_peak" 'BEGIN {
   printf "ratios (mtail / sidewatch): CPU %.2fx full, %.2fx lean, %.2fx metrics-only; peak RSS %.2fx (metrics-only)\n", b / a, b / l, b / o, d / c }'
+awk -v n="$lines" -v fc="$full_cpu" -v oc="$only_cpu" -v ow="$only_wall" -v op="$only_peak" -v fp="$full_peak" \
+    -v mc="$mt_cpu" -v mw="$mt_wall" -v mp="$mt_peak" 'BEGIN {
+  printf "RESULT mtail.sidewatch_full_cpu_s_per_m %.3f\nRESULT mtail.sidewatch_full_peak_rss_mib %.1f\n", fc / n * 1e6, fp / 1024
+  printf "RESULT mtail.sidewatch_metrics_cpu_s_per_m %.3f\nRESULT mtail.mtail_cpu_s_per_m %.3f\n", oc / n * 1e6, mc / n * 1e6
+  printf "RESULT mtail.sidewatch_metrics_lines_per_s %.0f\nRESULT mtail.mtail_lines_per_s %.0f\n", n / ow, n / mw
+  printf "RESULT mtail.sidewatch_metrics_peak_rss_mib %.1f\nRESULT mtail.mtail_peak_rss_mib %.1f\n", op / 1024, mp / 1024 }'

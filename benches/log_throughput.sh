@@ -7,6 +7,8 @@
 #   sidewatch: file tail → parse → correlate → enrich → redact → stdout (/dev/null)
 #   rsyslog:   imfile → mmjsonparse → set a field → omfile (its own config, temp dir)
 #
+# Lines starting with `RESULT` are for benches/compare.sh.
+#
 #   benches/log_throughput.sh [lines]     (default 1000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,3 +103,7 @@ report sidewatch "$sw_cpu" "$sw_wall" "$sw_peak"
 report rsyslog "$rs_cpu" "$rs_wall" "$rs_peak"
 awk -v a="$sw_cpu" -v b="$rs_cpu" -v c="$sw_peak" -v d="$rs_peak" 'BEGIN {
   printf "ratios (rsyslog / sidewatch): CPU %.2fx, peak RSS %.2fx\n", b / a, d / c }'
+awk -v n="$lines" -v sc="$sw_cpu" -v sw="$sw_wall" -v sp="$sw_peak" -v rc="$rs_cpu" -v rw="$rs_wall" -v rp="$rs_peak" 'BEGIN {
+  printf "RESULT rsyslog.sidewatch_cpu_s_per_m %.3f\nRESULT rsyslog.rsyslog_cpu_s_per_m %.3f\n", sc / n * 1e6, rc / n * 1e6
+  printf "RESULT rsyslog.sidewatch_lines_per_s %.0f\nRESULT rsyslog.rsyslog_lines_per_s %.0f\n", n / sw, n / rw
+  printf "RESULT rsyslog.sidewatch_peak_rss_mib %.1f\nRESULT rsyslog.rsyslog_peak_rss_mib %.1f\n", sp / 1024, rp / 1024 }'

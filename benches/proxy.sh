@@ -9,7 +9,8 @@
 # when missing): 2000 req/s with latency correction, p50/p99 and what each
 # proxy adds to direct.
 # Run by hand (root, Debian 12); installs missing packages. The machine is
-# shared, so keep runs short and read the numbers as rough.
+# shared, so keep runs short and read the numbers as rough. Lines starting
+# with `RESULT` are for benches/compare.sh.
 #
 #   benches/proxy.sh [seconds per run]   (default 5)
 set -euo pipefail
@@ -110,8 +111,12 @@ print("%s\t%.3f\t%.3f" % (sys.argv[1], p["p50"] * 1e3, p["p99"] * 1e3))' "$1"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# run NAME PORT [PID]: one wrk run; with PID, CPU-µs per request and RSS of it.
+# wrk's latency ("750.00us", "1.88ms", "1.02s") in milliseconds.
+ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /[0-9]s$/ && v !~ /ms$/) n *= 1000; printf "%.3f", n }'; }
+
+# run KEY NAME PORT [PID]: one wrk run; with PID, CPU-µs per request and RSS of it.
 run() {
+  local key=$1; shift
   local name=$1 port=$2 pid=${3:-} before after out
   curl -sf "http://127.0.0.1:$port/" >/dev/null
   wrk -t2 -c$conns -d1s "http://127.0.0.1:$port/" >/dev/null # warm-up
@@ -128,8 +133,12 @@ run() {
     local hz; hz=$(getconf CLK_TCK)
     extra=$(awk -v b="$before" -v a="$after" -v n="$reqs" -v hz="$hz" \
       'BEGIN {printf "%.1f", (a-b)/hz*1e6/n}')
+    echo "RESULT proxy.${key}_cpu_us_per_req $extra" >> "$work/results"
+    echo "RESULT proxy.${key}_rss_mib $(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$pid/status")" >> "$work/results"
     extra="$extra µs CPU/req, RSS $(awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$pid/status")"
   fi
+  printf 'RESULT proxy.%s_rps %s\nRESULT proxy.%s_p50_ms %s\nRESULT proxy.%s_p99_ms %s\n' \
+    "$key" "$rps" "$key" "$(ms "$p50")" "$key" "$(ms "$p99")" >> "$work/results"
   printf '%-26s %10s req/s  p50 %-8s p99 %-8s %s\n' "$name" "$rps" "$p50" "$p99" "$extra"
   echo "$name $rps" >> "$work/rps"
 }
@@ -137,14 +146,14 @@ run() {
 echo "machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "wrk -t2 -c$conns -d${secs}s, upstream nginx return 200; every process shares the 2 cores"
 sleep 0.5
-run "direct (nginx)" "$nginx_port"
-run "haproxy $(haproxy -v | awk 'NR==1 {print $3}')" "$haproxy_port" "$haproxy_pid"
+run direct "direct (nginx)" "$nginx_port"
+run haproxy "haproxy $(haproxy -v | awk 'NR==1 {print $3}')" "$haproxy_port" "$haproxy_pid"
 start_sidewatch true
-run "sidewatch (access log on)" "$sw_port" "$sw_pid"
+run sidewatch_log "sidewatch (access log on)" "$sw_port" "$sw_pid"
 latency_on=$(latency "sidewatch (access log on)" "$sw_port")
 kill "$sw_pid"; wait "$sw_pid" 2>/dev/null || true
 start_sidewatch false
-run "sidewatch (access log off)" "$sw_port" "$sw_pid"
+run sidewatch "sidewatch (access log off)" "$sw_port" "$sw_pid"
 curl -s "http://127.0.0.1:$admin_port/metrics" | grep -E '^http_requests_total' | head -3
 if command -v oha >/dev/null; then
   echo "fixed rate: oha -z ${secs}s -q 2000 --latency-correction -c $conns (p50 / p99, added to direct)"
@@ -160,3 +169,4 @@ else
 fi
 awk '{r=$NF; $NF=""} NR==1 {d=r} NR==2 {h=r; printf "%s: %.2f of direct\n", $0, r/d}
      NR>2 {printf "%s: %.2f of direct, %.2f of haproxy\n", $0, r/d, r/h}' "$work/rps"
+cat "$work/results"
