@@ -1,5 +1,6 @@
 //! The admin server: `GET /metrics`, `/healthz`, `/readyz` and `/status`.
 
+pub mod actions;
 mod metrics;
 pub mod readiness;
 pub mod status;
@@ -17,12 +18,13 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use readiness::{Latch, Readiness};
 pub use status::StatusBoard;
+
+use crate::telemetry::parts::Registries;
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,8 +34,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// What the admin handlers read.
 #[derive(Debug)]
 pub struct AdminState {
-    /// The one metrics registry.
-    pub registry: Arc<Registry>,
+    /// The one metrics registry, as per-component parts.
+    pub registry: Registries,
     /// sidewatch's own readiness.
     pub readiness: Readiness,
     /// Collector results for `/status`.
@@ -44,7 +46,7 @@ pub struct AdminState {
 
 impl AdminState {
     /// Bundles the state the handlers need.
-    pub fn new(registry: Arc<Registry>, readiness: Readiness, status: StatusBoard) -> Self {
+    pub fn new(registry: Registries, readiness: Readiness, status: StatusBoard) -> Self {
         Self {
             registry,
             readiness,

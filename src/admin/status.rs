@@ -19,6 +19,7 @@ struct Board {
     started: SystemTime,
     collectors: BTreeMap<String, CollectorStatus>,
     sinks: BTreeMap<String, SinkStatus>,
+    config: Option<serde_json::Value>,
 }
 
 /// What `/status` shows for one collector.
@@ -63,6 +64,9 @@ pub struct StatusReport {
     pub collectors: BTreeMap<String, CollectorStatus>,
     /// Every log sink by name.
     pub sinks: BTreeMap<String, SinkStatus>,
+    /// The configuration file and the last reload (see `crate::reload`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
 }
 
 impl Default for StatusBoard {
@@ -72,6 +76,7 @@ impl Default for StatusBoard {
                 started: SystemTime::now(),
                 collectors: BTreeMap::new(),
                 sinks: BTreeMap::new(),
+                config: None,
             })),
         }
     }
@@ -134,7 +139,13 @@ impl StatusBoard {
             pending,
             collectors: board.collectors.clone(),
             sinks: board.sinks.clone(),
+            config: board.config.clone(),
         }
+    }
+
+    /// Sets the `config` section (file, last reload and its outcome).
+    pub fn set_config(&self, config: serde_json::Value) {
+        self.lock().config = Some(config);
     }
 
     /// Adds a log sink (state `ok` until a write fails).

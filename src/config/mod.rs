@@ -64,6 +64,30 @@ pub struct Config {
     pub statsd: statsd::StatsdConfig,
     /// The reverse proxy in front of the app (`[proxy]`, off by default).
     pub proxy: proxy::ProxyConfig,
+    /// Hot reload: watching the config file (`[reload]`).
+    pub reload: ReloadConfig,
+}
+
+/// Hot reload (SIGHUP, `POST /-/reload`, and optionally watching the file).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Watch the config file and reload when its content changes. The path is
+    /// resolved anew at every check, so a Kubernetes ConfigMap update (which
+    /// swaps the directory's `..data` symlink) is seen.
+    pub watch_config: bool,
+    /// How often the file's content hash is compared while `watch_config` is on.
+    #[serde(with = "humantime_serde")]
+    pub watch_interval: Duration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            watch_config: false,
+            watch_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Config {
@@ -80,12 +104,18 @@ impl Config {
 pub struct AdminConfig {
     /// Address the admin server binds (`/metrics`, `/healthz`, `/readyz`, `/status`).
     pub listen: SocketAddr,
+    /// Serve the admin actions (`POST /-/reload`) on `actions_listen`.
+    pub actions_enabled: bool,
+    /// Address of the admin actions listener (keep it on loopback).
+    pub actions_listen: SocketAddr,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 4790)),
+            actions_enabled: false,
+            actions_listen: SocketAddr::from(([127, 0, 0, 1], 4794)),
         }
     }
 }

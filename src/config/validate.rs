@@ -19,6 +19,9 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigError> {
         );
     }
     errors.positive("process.interval", config.process.interval);
+    if config.reload.watch_config {
+        errors.positive("reload.watch_interval", config.reload.watch_interval);
+    }
     let mut names = HashSet::new();
     for (i, target) in config.health.targets.iter().enumerate() {
         let key = format!("health.targets[{i}]");

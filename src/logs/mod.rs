@@ -106,6 +106,25 @@ impl Pipeline {
         if config.sources.is_empty() && extra.is_empty() {
             return Ok(None);
         }
+        let metrics = Metrics::register(registry);
+        let network = needs_network(config).then(|| sink::delivery::DeliveryFamilies::register(registry));
+        Self::build_parts(config, pod, &metrics, network.as_ref(), status, extra)
+    }
+
+    /// [`Pipeline::build_with`] on metric families registered beforehand,
+    /// so a rebuilt pipeline (on reload) carries on counting where the old
+    /// one stopped. `network` must be set when [`needs_network`] says so.
+    pub fn build_parts(
+        config: &LogsConfig,
+        pod: &PodInfo,
+        metrics: &Metrics,
+        network: Option<&sink::delivery::DeliveryFamilies>,
+        status: &StatusBoard,
+        extra: Vec<ExtraSource>,
+    ) -> Result<Option<Self>, BuildError> {
+        if config.sources.is_empty() && extra.is_empty() {
+            return Ok(None);
+        }
         if config.sources.iter().any(|s| s.kind == SourceKind::File) {
             tail::checkpoint::check_state_dir(&config.state_dir).map_err(|e| BuildError {
                 key: "logs.state_dir".into(),
@@ -115,7 +134,6 @@ impl Pipeline {
                 ),
             })?;
         }
-        let metrics = Metrics::register(registry);
         let mut sources = Vec::new();
         for (i, source) in config.sources.iter().enumerate() {
             let name = source.effective_name();
@@ -177,18 +195,13 @@ impl Pipeline {
             &config.stages,
             pod,
             |name| std::env::var(name).ok(),
-            &metrics,
+            metrics,
         )
         .map_err(|e| BuildError {
             key: e.key,
             message: e.message,
         })?;
         let mut sinks = Vec::new();
-        let network = config
-            .sinks
-            .iter()
-            .any(|s| matches!(s.kind, SinkKind::Loki | SinkKind::Http))
-            .then(|| sink::delivery::DeliveryFamilies::register(registry));
         for (i, sink) in config.sinks.iter().enumerate() {
             let name = sink.effective_name().to_owned();
             let report = sink::SinkReport {
@@ -215,8 +228,11 @@ impl Pipeline {
                 (SinkKind::Stdout, _) => sink::launch(sink::stdout::StdoutSink::default(), report),
                 (SinkKind::Discard, _) => sink::launch(sink::discard::DiscardSink, report),
                 (SinkKind::Loki | SinkKind::Http, _) => {
-                    let Some(families) = &network else {
-                        continue;
+                    let Some(families) = network else {
+                        return Err(BuildError {
+                            key: format!("logs.sinks[{i}]"),
+                            message: "network sink built without its metric families".into(),
+                        });
                     };
                     sink::network::build(sink, &config.state_dir, report, families).map_err(
                         |(key, message)| BuildError {
@@ -288,6 +304,15 @@ impl Pipeline {
         });
         ended
     }
+}
+
+/// Whether `config` has a network sink (Loki, HTTP), whose delivery
+/// families must then be registered.
+pub fn needs_network(config: &LogsConfig) -> bool {
+    config
+        .sinks
+        .iter()
+        .any(|s| matches!(s.kind, SinkKind::Loki | SinkKind::Http))
 }
 
 /// The stages task: runs the chain over each batch and fans it out to every
