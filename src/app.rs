@@ -14,7 +14,9 @@ use prometheus_client::registry::Registry;
 use crate::admin::{self, AdminState, Readiness, StatusBoard};
 use crate::config::{Config, PodInfo};
 use crate::proxy::{Proxy, ProxyError, ProxyMetrics};
-use crate::reload::live::{self, part, AppContext, BuiltCollectors, CollectorFamilies, Live, Spawner};
+use crate::reload::live::{
+    self, part, AppContext, BuiltCollectors, CollectorFamilies, Live, Spawner,
+};
 use crate::reload::{self, ConfigSource, CurrentConfig, ReloadHandle, Reloader};
 use crate::shutdown::{self, Shutdown};
 use crate::statsd::{Intake, StatsdServer};
@@ -189,7 +191,11 @@ pub async fn start_with(
     let reload = reloader.spawn(&tasks, stop.clone());
     tasks.spawn(reload::reload_on_hangup(reload.clone(), stop.clone()));
     if let Some(listener) = actions_listener {
-        tasks.spawn(admin::actions::serve(listener, reload.clone(), stop.clone()));
+        tasks.spawn(admin::actions::serve(
+            listener,
+            reload.clone(),
+            stop.clone(),
+        ));
     }
     if let (true, Some(path)) = (watch, watch_path) {
         tasks.spawn(reload::watch::watch(
@@ -333,7 +339,11 @@ impl Running {
     /// the grace period), then stops every task.
     pub async fn wait(self) -> Result<(), RunError> {
         self.shutdown.requested().await;
-        let config = self.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let config = self
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         shutdown::wait_for_app(&config).await;
         self.stop.cancel();
         self.tasks.close();

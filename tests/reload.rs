@@ -24,7 +24,9 @@ fn targets(target: &std::net::TcpListener, names: &[&str]) -> String {
     names
         .iter()
         .map(|name| {
-            format!("[[health.targets]]\nname = \"{name}\"\ntcp = \"{addr}\"\ninterval = \"200ms\"\n")
+            format!(
+                "[[health.targets]]\nname = \"{name}\"\ntcp = \"{addr}\"\ninterval = \"200ms\"\n"
+            )
         })
         .collect()
 }
@@ -44,7 +46,10 @@ async fn assert_rejected(sw: &Proc, expect: &str) {
     let (code, answer) = sw.reload().await;
     assert_eq!(code, 400, "{answer}");
     let error = answer["error"].as_str().unwrap_or_default().to_owned();
-    assert!(error.contains(expect), "error {error:?} should mention {expect:?}");
+    assert!(
+        error.contains(expect),
+        "error {error:?} should mention {expect:?}"
+    );
     let status = sw.status().await;
     let last = &status["config"]["last_reload"];
     assert_eq!(last["success"], false, "{status:#}");
@@ -73,12 +78,16 @@ async fn unloadable_files_keep_the_old_config_and_sighup_reloads() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let sw = Proc::start(&path, admin, actions, as_nobody).await;
     let start = sw
-        .value("sidewatch_config_last_reload_success_timestamp_seconds", &[])
+        .value(
+            "sidewatch_config_last_reload_success_timestamp_seconds",
+            &[],
+        )
         .await
         .expect("success timestamp at start");
     assert!(start > 1.7e9, "{start}");
     assert_eq!(
-        sw.value("sidewatch_config_last_reload_successful", &[]).await,
+        sw.value("sidewatch_config_last_reload_successful", &[])
+            .await,
         Some(1.0)
     );
     let status = sw.status().await;
@@ -108,7 +117,10 @@ async fn unloadable_files_keep_the_old_config_and_sighup_reloads() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_rejected(&sw, "need a restart: admin").await;
     // An invalid value is reported by key.
-    replace(&path, &format!("{head}{}", targets(&target, &["a", "b"])).replace("200ms", "0s"));
+    replace(
+        &path,
+        &format!("{head}{}", targets(&target, &["a", "b"])).replace("200ms", "0s"),
+    );
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_rejected(&sw, "health.targets[0].interval").await;
     assert_eq!(
@@ -186,7 +198,11 @@ async fn watch_config_follows_a_configmap_symlink_swap() {
         "{}[reload]\nwatch_config = true\nwatch_interval = \"200ms\"\n",
         admin_section(admin, actions)
     );
-    configmap_update(dir.path(), "2026_12_01_a", &format!("{head}{}", targets(&target, &["a"])));
+    configmap_update(
+        dir.path(),
+        "2026_12_01_a",
+        &format!("{head}{}", targets(&target, &["a"])),
+    );
     let path = dir.path().join("sidewatch.toml");
     let sw = Proc::start(&path, admin, actions, false).await;
     configmap_update(
@@ -199,7 +215,10 @@ async fn watch_config_follows_a_configmap_symlink_swap() {
             s["config"]["last_reload"]["trigger"] == "watch"
         })
         .await;
-    assert_eq!(status["config"]["last_reload"]["success"], true, "{status:#}");
+    assert_eq!(
+        status["config"]["last_reload"]["success"], true,
+        "{status:#}"
+    );
     assert_eq!(status["config"]["watch"], true);
     reload_support::wait_until(Duration::from_secs(10), "target b up", || async {
         sw.value("sidewatch_target_up", &[("target", "b")]).await == Some(1.0)
@@ -208,11 +227,16 @@ async fn watch_config_follows_a_configmap_symlink_swap() {
     // A broken update is seen too, and keeps the running config.
     configmap_update(dir.path(), "2026_12_01_c", "[[health.targets\n");
     let status = sw
-        .wait_status(Duration::from_secs(10), "failed reload after the swap", |s| {
-            s["config"]["last_reload"]["success"] == false
-        })
+        .wait_status(
+            Duration::from_secs(10),
+            "failed reload after the swap",
+            |s| s["config"]["last_reload"]["success"] == false,
+        )
         .await;
     assert_eq!(status["config"]["last_reload"]["trigger"], "watch");
-    assert_eq!(sw.value("sidewatch_target_up", &[("target", "b")]).await, Some(1.0));
+    assert_eq!(
+        sw.value("sidewatch_target_up", &[("target", "b")]).await,
+        Some(1.0)
+    );
     sw.stop();
 }

@@ -34,7 +34,14 @@ struct Knobs<'a> {
     extra_rule: &'a str,
 }
 
-fn config(layout: &Layout, admin: u16, actions: u16, proxy: u16, app: SocketAddr, k: &Knobs) -> String {
+fn config(
+    layout: &Layout,
+    admin: u16,
+    actions: u16,
+    proxy: u16,
+    app: SocketAddr,
+    k: &Knobs,
+) -> String {
     format!(
         r#"{head}
 [logs]
@@ -110,7 +117,11 @@ async fn send_requests(base: String, total: u64) -> u64 {
     let mut requests = Vec::new();
     for i in 0..total {
         tick.tick().await;
-        let (client, failed, url) = (client.clone(), failed.clone(), format!("{base}/api/orders/{i}"));
+        let (client, failed, url) = (
+            client.clone(),
+            failed.clone(),
+            format!("{base}/api/orders/{i}"),
+        );
         requests.push(tokio::spawn(async move {
             let ok = match client.get(&url).send().await {
                 Ok(r) => r.status() == 200 && r.text().await.is_ok_and(|t| t == "order"),
@@ -131,7 +142,13 @@ fn bucket_bounds(text: &str, family: &str) -> HashSet<String> {
     let prefix = format!("{family}_bucket{{");
     text.lines()
         .filter_map(|l| l.strip_prefix(&prefix))
-        .filter_map(|rest| rest.split("le=\"").nth(1)?.split('"').next().map(str::to_owned))
+        .filter_map(|rest| {
+            rest.split("le=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(str::to_owned)
+        })
         .collect()
 }
 
@@ -140,7 +157,10 @@ async fn reload_under_load_loses_nothing_and_keeps_counters() {
     let app = proxy_support::spawn_app().await;
     let layout = Layout::new();
     let (admin, actions, proxy) = (free_port(), free_port(), free_port());
-    let (out1, out2) = (layout.dir.path().join("out/one.log"), layout.dir.path().join("out/two.log"));
+    let (out1, out2) = (
+        layout.dir.path().join("out/one.log"),
+        layout.dir.path().join("out/two.log"),
+    );
     let path = layout.dir.path().join("sidewatch.toml");
     let before = Knobs {
         sink: &out1,
@@ -167,10 +187,17 @@ async fn reload_under_load_loses_nothing_and_keeps_counters() {
     let requests_before = metric(
         &text,
         "http_requests_total",
-        &[("method", "GET"), ("route", "/api/orders/{id}"), ("status", "200")],
+        &[
+            ("method", "GET"),
+            ("route", "/api/orders/{id}"),
+            ("status", "200"),
+        ],
     )
     .unwrap();
-    assert!(rule_before > 0.0 && requests_before > 0.0, "load is flowing");
+    assert!(
+        rule_before > 0.0 && requests_before > 0.0,
+        "load is flowing"
+    );
     let after = Knobs {
         sink: &out2,
         rule_buckets: "[0.1, 0.15, 0.2]",
@@ -184,11 +211,18 @@ async fn reload_under_load_loses_nothing_and_keeps_counters() {
     assert_eq!(code, 200, "{answer}");
     for component in ["log_rules", "log_pipeline", "proxy"] {
         assert!(
-            answer["rebuilt"].as_array().unwrap().iter().any(|c| c == component),
+            answer["rebuilt"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c == component),
             "{component} not rebuilt: {answer}"
         );
     }
-    assert_eq!(answer["changed"], serde_json::json!(["log_metrics", "logs", "proxy"]));
+    assert_eq!(
+        answer["changed"],
+        serde_json::json!(["log_metrics", "logs", "proxy"])
+    );
 
     writer.join().unwrap();
     let failed = client.await.unwrap();
@@ -222,23 +256,49 @@ async fn reload_under_load_loses_nothing_and_keeps_counters() {
     let served = metric(
         &text,
         "http_requests_total",
-        &[("method", "GET"), ("route", "/api/orders/{id}"), ("status", "200")],
+        &[
+            ("method", "GET"),
+            ("route", "/api/orders/{id}"),
+            ("status", "200"),
+        ],
     )
     .unwrap();
-    assert_eq!(served, requests as f64, "http_requests_total counts every request");
+    assert_eq!(
+        served, requests as f64,
+        "http_requests_total counts every request"
+    );
     let rule = metric(&text, "app_lines_total", &[]).unwrap();
-    assert!(rule >= lines as f64, "unchanged rule carried on: {rule} < {lines}");
-    let read = metric(&text, "sidewatch_log_events_total", &[("source", "app"), ("outcome", "ok")]).unwrap();
+    assert!(
+        rule >= lines as f64,
+        "unchanged rule carried on: {rule} < {lines}"
+    );
+    let read = metric(
+        &text,
+        "sidewatch_log_events_total",
+        &[("source", "app"), ("outcome", "ok")],
+    )
+    .unwrap();
     assert!(read >= lines as f64, "pipeline counter carried on: {read}");
-    let sunk = metric(&text, "sidewatch_sink_events_total", &[("sink", "out"), ("outcome", "delivered")]).unwrap();
+    let sunk = metric(
+        &text,
+        "sidewatch_sink_events_total",
+        &[("sink", "out"), ("outcome", "delivered")],
+    )
+    .unwrap();
     assert!(sunk >= lines as f64, "sink counter carried on: {sunk}");
     // Changed buckets took effect.
     let rule_bounds = bucket_bounds(&text, "app_latency_seconds");
     assert!(rule_bounds.contains("0.15"), "{rule_bounds:?}");
     let rule_count = metric(&text, "app_latency_seconds_count", &[]).unwrap();
-    assert!(rule_count < lines as f64, "the changed rule started afresh: {rule_count}");
+    assert!(
+        rule_count < lines as f64,
+        "the changed rule started afresh: {rule_count}"
+    );
     let proxy_bounds = bucket_bounds(&text, "http_request_duration_seconds");
-    assert!(proxy_bounds.contains("0.05") && !proxy_bounds.contains("0.005"), "{proxy_bounds:?}");
+    assert!(
+        proxy_bounds.contains("0.05") && !proxy_bounds.contains("0.005"),
+        "{proxy_bounds:?}"
+    );
     // The new rule runs.
     assert!(metric(&text, "app_slow_lines_total", &[]).unwrap() > 0.0);
     let status = sw.status().await;

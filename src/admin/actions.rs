@@ -57,7 +57,10 @@ pub async fn serve(listener: TcpListener, reload: ReloadHandle, stop: Cancellati
 
 async fn route(reload: &ReloadHandle, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     if request.uri().path() != "/-/reload" {
-        return json(StatusCode::NOT_FOUND, &serde_json::json!({"error": "not found"}));
+        return json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": "not found"}),
+        );
     }
     if request.method() != Method::POST {
         return Response::builder()

@@ -129,7 +129,10 @@ impl ProxyConfig {
                 "bounds must be finite and positive",
             );
         } else if buckets.windows(2).any(|w| w[0] >= w[1]) {
-            errors.push("proxy.duration_buckets", "bounds must be strictly increasing");
+            errors.push(
+                "proxy.duration_buckets",
+                "bounds must be strictly increasing",
+            );
         }
         if self.threads == 0 || self.threads > 64 {
             errors.push("proxy.threads", "must be between 1 and 64");

@@ -107,7 +107,8 @@ impl Pipeline {
             return Ok(None);
         }
         let metrics = Metrics::register(registry);
-        let network = needs_network(config).then(|| sink::delivery::DeliveryFamilies::register(registry));
+        let network =
+            needs_network(config).then(|| sink::delivery::DeliveryFamilies::register(registry));
         Self::build_parts(config, pod, &metrics, network.as_ref(), status, extra)
     }
 

@@ -58,7 +58,10 @@ fn proxy_restart_keys(old: &ProxyConfig, new: &ProxyConfig) -> Vec<String> {
         "header_read_timeout",
         old.header_read_timeout != new.header_read_timeout,
     );
-    check("max_header_bytes", old.max_header_bytes != new.max_header_bytes);
+    check(
+        "max_header_bytes",
+        old.max_header_bytes != new.max_header_bytes,
+    );
     check("max_headers", old.max_headers != new.max_headers);
     check("max_series", old.max_series != new.max_series);
     keys
@@ -81,10 +84,7 @@ mod tests {
             "[proxy]\nupstream = \"127.0.0.1:1\"\nduration_buckets = [0.5, 1]\n[[health.targets]]\nname = \"a\"\ntcp = \"127.0.0.1:2\"\n",
         );
         let changed = changed_sections(&old, &new);
-        assert_eq!(
-            changed.into_iter().collect::<Vec<_>>(),
-            ["health", "proxy"]
-        );
+        assert_eq!(changed.into_iter().collect::<Vec<_>>(), ["health", "proxy"]);
         assert!(changed_sections(&old, &old).is_empty());
     }
 
@@ -95,7 +95,10 @@ mod tests {
             "[proxy]\nupstream = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:9\"\n[admin]\nlisten = \"127.0.0.1:8\"\n",
         );
         let changed = changed_sections(&old, &new);
-        assert_eq!(needs_restart(&changed, &old, &new), ["admin", "proxy.listen"]);
+        assert_eq!(
+            needs_restart(&changed, &old, &new),
+            ["admin", "proxy.listen"]
+        );
         let buckets = config("[proxy]\nupstream = \"127.0.0.1:2\"\nduration_buckets = [1]\n");
         let changed = changed_sections(&old, &buckets);
         assert!(needs_restart(&changed, &old, &buckets).is_empty());

@@ -360,12 +360,11 @@ impl Live {
         let proxy_changed = has("proxy") || has("routes");
         let mut proxy = match self.proxy.clone() {
             Some(handle) if proxy_changed || pipeline_changed => {
-                let routes = RouteNormalizer::new(&new.routes.templates).map_err(|e| {
-                    RunError::Build {
+                let routes =
+                    RouteNormalizer::new(&new.routes.templates).map_err(|e| RunError::Build {
                         key: "routes.templates".into(),
                         message: e.to_string(),
-                    }
-                })?;
+                    })?;
                 let mut metrics = handle.metrics();
                 if old.proxy.effective_duration_buckets() != new.proxy.effective_duration_buckets()
                 {

@@ -19,7 +19,9 @@ use super::ReloadHandle;
 
 /// The file's content hash, or `None` when it cannot be read.
 fn content_hash(path: &Path) -> Option<u32> {
-    std::fs::read(path).ok().map(|bytes| crc32fast::hash(&bytes))
+    std::fs::read(path)
+        .ok()
+        .map(|bytes| crc32fast::hash(&bytes))
 }
 
 /// Polls `path` every `interval` until `stop`, reloading through `handle`

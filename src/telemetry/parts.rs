@@ -16,10 +16,13 @@ use std::sync::{Arc, RwLock};
 
 use prometheus_client::registry::Registry;
 
+/// One named part.
+type Part = (String, Arc<Registry>);
+
 /// The parts, in exposition order. Cheap to clone; clones share the parts.
 #[derive(Debug, Clone, Default)]
 pub struct Registries {
-    parts: Arc<RwLock<Vec<(String, Arc<Registry>)>>>,
+    parts: Arc<RwLock<Vec<Part>>>,
 }
 
 impl Registries {

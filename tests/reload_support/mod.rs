@@ -42,10 +42,8 @@ impl Proc {
     pub async fn start(config: &Path, admin: u16, actions: u16, as_nobody: bool) -> Self {
         let bin = env!("CARGO_BIN_EXE_sidewatch");
         let mut command = if as_nobody {
-            let setpriv = crate::support::require_program(
-                "setpriv",
-                "apt-get install -y util-linux",
-            );
+            let setpriv =
+                crate::support::require_program("setpriv", "apt-get install -y util-linux");
             let mut c = Command::new(setpriv);
             c.args([
                 "--reuid=65534",
