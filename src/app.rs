@@ -19,8 +19,7 @@ use crate::reload::live::{
 };
 use crate::reload::{self, ConfigSource, CurrentConfig, ReloadHandle, Reloader};
 use crate::shutdown::{self, Shutdown};
-use crate::statsd::{Intake, StatsdServer};
-use crate::telemetry::cardinality::OverflowMetrics;
+use crate::statsd::StatsdServer;
 use crate::telemetry::parts::Registries;
 use crate::telemetry::route::RouteNormalizer;
 use crate::telemetry::{self, process::ProcessCollector};
@@ -132,13 +131,7 @@ pub async fn start_with(
     live.install_rules(rules, rules_registry);
     let pipeline = live.build_pipeline(&config, live::access_log(&config))?;
     let pipeline_latch = pipeline.is_some().then(|| readiness.latch("pipeline"));
-    let mut statsd_registry = Registry::default();
-    let statsd = if config.statsd.enabled {
-        build_statsd(&config, &live.overflow(), &mut statsd_registry)?
-    } else {
-        None
-    };
-    registries.set(part::STATSD, statsd_registry);
+    let statsd = build_statsd(&config, &mut live)?;
     let statsd_addr = statsd.as_ref().and_then(|s| s.local_addr().ok());
     let proxy = build_proxy(&config, &mut live).await?;
     let proxy_addr = proxy.as_ref().and_then(|p| p.local_addr().ok());
@@ -266,42 +259,25 @@ async fn build_proxy(config: &Config, live: &mut Live) -> Result<Option<Proxy>, 
 }
 
 /// Builds the StatsD intake and binds its socket, when enabled.
-fn build_statsd(
-    config: &Config,
-    overflow: &OverflowMetrics,
-    registry: &mut prometheus_client::registry::Registry,
-) -> Result<Option<StatsdServer>, RunError> {
+fn build_statsd(config: &Config, live: &mut Live) -> Result<Option<StatsdServer>, RunError> {
     if !config.statsd.enabled {
         return Ok(None);
     }
-    let mut taken: Vec<String> = config
-        .log_metrics
-        .iter()
-        .map(|rule| crate::telemetry::names::family_base(&rule.name).to_owned())
-        .collect();
-    if config.proxy.is_enabled() {
-        for family in crate::telemetry::names::PROXY_FAMILIES {
-            taken.push(family.to_owned());
-            taken.push(crate::telemetry::names::family_base(family).to_owned());
-        }
-    }
-    let intake = Intake::build(&config.statsd, taken, overflow, registry).map_err(|message| {
-        RunError::Build {
-            key: "statsd".into(),
-            message,
-        }
-    })?;
-    StatsdServer::bind(
+    let (intake, registry) = live.build_statsd_intake(config, None)?;
+    let metrics = intake.metrics();
+    let server = StatsdServer::bind(
         config.statsd.listen,
         config.statsd.receive_buffer_bytes,
         intake,
     )
-    .map(Some)
     .map_err(|source| RunError::Bind {
         key: "statsd.listen",
         addr: config.statsd.listen,
         source,
-    })
+    })?;
+    live.registries().set(part::STATSD, registry);
+    live.set_statsd(server.handle(), metrics);
+    Ok(Some(server))
 }
 
 impl Running {

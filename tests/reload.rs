@@ -240,3 +240,78 @@ async fn watch_config_follows_a_configmap_symlink_swap() {
     );
     sw.stop();
 }
+
+fn statsd_config(admin: u16, actions: u16, udp: u16, name: &str, buckets: &str) -> String {
+    format!(
+        "{}[statsd]\nenabled = true\nlisten = \"127.0.0.1:{udp}\"\nbuckets = {buckets}\n[[statsd.mappings]]\nmatch = \"app.*.requests\"\nname = \"{name}\"\nlabels = {{ endpoint = \"$1\" }}\n",
+        admin_section(admin, actions)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statsd_mappings_and_buckets_change_on_the_same_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sidewatch.toml");
+    let (admin, actions) = (free_port(), free_port());
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    drop(udp);
+    std::fs::write(
+        &path,
+        statsd_config(admin, actions, port, "app_requests_total", "[]"),
+    )
+    .unwrap();
+    let sw = Proc::start(&path, admin, actions, false).await;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |packet: &[u8]| socket.send_to(packet, ("127.0.0.1", port)).unwrap();
+    send(b"app.login.requests:1|c\ndb.query:120|ms");
+    reload_support::wait_until(Duration::from_secs(10), "first samples", || async {
+        sw.value("app_requests_total", &[("endpoint", "login")])
+            .await
+            == Some(1.0)
+    })
+    .await;
+
+    replace(
+        &path,
+        &statsd_config(admin, actions, port, "app_calls_total", "[0.05, 0.5]"),
+    );
+    let (code, answer) = sw.reload().await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["rebuilt"], serde_json::json!(["statsd"]));
+    send(b"app.login.requests:1|c\ndb.query:120|ms");
+    reload_support::wait_until(Duration::from_secs(10), "samples after reload", || async {
+        sw.value("app_calls_total", &[("endpoint", "login")]).await == Some(1.0)
+    })
+    .await;
+    let text = sw.metrics().await;
+    assert!(support::metric(&text, "app_requests_total", &[("endpoint", "login")]).is_none());
+    assert_eq!(
+        support::metric(&text, "db_query_bucket", &[("le", "0.5")]),
+        Some(1.0),
+        "new buckets:\n{text}"
+    );
+    assert!(support::metric(&text, "db_query_bucket", &[("le", "0.25")]).is_none());
+    // The intake's own counters carried on over the swap.
+    assert_eq!(
+        support::metric(
+            &text,
+            "sidewatch_statsd_packets_total",
+            &[("outcome", "ok")]
+        ),
+        Some(2.0)
+    );
+    // The socket itself cannot move without a restart.
+    let moved = free_port();
+    replace(
+        &path,
+        &statsd_config(admin, actions, moved, "app_calls_total", "[0.05, 0.5]"),
+    );
+    let (code, answer) = sw.reload().await;
+    assert_eq!(code, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("statsd.listen"),
+        "{answer}"
+    );
+    sw.stop();
+}

@@ -7,10 +7,9 @@ use crate::config::proxy::ProxyConfig;
 use crate::config::Config;
 
 /// Sections whose change needs a restart: they hold listeners that are not
-/// rebound (admin, StatsD), state read once at start (pod identity, the
-/// process collector's limits, the own log subscriber) or the reload setup
-/// itself.
-pub const RESTART_ONLY: [&str; 6] = ["admin", "self_log", "pod", "process", "statsd", "reload"];
+/// rebound (admin), state read once at start (pod identity, the process
+/// collector's limits, the own log subscriber) or the reload setup itself.
+pub const RESTART_ONLY: [&str; 5] = ["admin", "self_log", "pod", "process", "reload"];
 
 /// The top-level sections of `Config` that differ between `old` and `new`
 /// (compared as their serialized values, so every field counts).
@@ -37,6 +36,21 @@ pub fn needs_restart(changed: &BTreeSet<String>, old: &Config, new: &Config) -> 
         .collect();
     if changed.contains("proxy") {
         keys.extend(proxy_restart_keys(&old.proxy, &new.proxy));
+    }
+    if changed.contains("statsd") {
+        let (old, new) = (&old.statsd, &new.statsd);
+        for (key, differs) in [
+            ("enabled", old.enabled != new.enabled),
+            ("listen", old.listen != new.listen),
+            (
+                "receive_buffer_bytes",
+                old.receive_buffer_bytes != new.receive_buffer_bytes,
+            ),
+        ] {
+            if differs {
+                keys.push(format!("statsd.{key}"));
+            }
+        }
     }
     keys
 }

@@ -22,6 +22,7 @@ use crate::logs::sink::delivery::DeliveryFamilies;
 use crate::logs::{BuildError, ExtraSource, Pipeline};
 use crate::proxy::{AccessLog, ProxyHandle, ProxyMetrics};
 use crate::shutdown::Shutdown;
+use crate::statsd::{Intake, StatsdHandle, StatsdMetrics};
 use crate::telemetry::cardinality::OverflowMetrics;
 use crate::telemetry::parts::Registries;
 use crate::telemetry::route::RouteNormalizer;
@@ -167,6 +168,7 @@ pub struct Live {
     pipeline: Option<Generation>,
     access: Option<AccessLog>,
     proxy: Option<ProxyHandle>,
+    statsd: Option<(StatsdHandle, StatsdMetrics)>,
 }
 
 impl std::fmt::Debug for Live {
@@ -192,7 +194,36 @@ impl Live {
             pipeline: None,
             access: None,
             proxy: None,
+            statsd: None,
         }
+    }
+
+    /// Builds a StatsD intake for `config` on a fresh registry part (not
+    /// installed yet), counting on `metrics` when given.
+    pub fn build_statsd_intake(
+        &mut self,
+        config: &Config,
+        metrics: Option<StatsdMetrics>,
+    ) -> Result<(Intake, Registry), RunError> {
+        let overflow = self.overflow();
+        let mut registry = Registry::default();
+        let intake = Intake::build_with(
+            &config.statsd,
+            statsd_taken(config),
+            &overflow,
+            &mut registry,
+            metrics,
+        )
+        .map_err(|message| RunError::Build {
+            key: "statsd".into(),
+            message,
+        })?;
+        Ok((intake, registry))
+    }
+
+    /// Remembers the bound StatsD server's handle and its intake's metrics.
+    pub fn set_statsd(&mut self, handle: StatsdHandle, metrics: StatsdMetrics) {
+        self.statsd = Some((handle, metrics));
     }
 
     /// `sidewatch_label_overflow_total`, registered on its own part the first
@@ -357,6 +388,14 @@ impl Live {
         } else {
             None
         };
+        let statsd = match &self.statsd {
+            Some((handle, metrics)) if has("statsd") || statsd_taken(old) != statsd_taken(new) => {
+                let (handle, metrics) = (handle.clone(), metrics.clone());
+                let (intake, registry) = self.build_statsd_intake(new, Some(metrics))?;
+                Some((handle, intake, registry))
+            }
+            _ => None,
+        };
         let proxy_changed = has("proxy") || has("routes");
         let mut proxy = match self.proxy.clone() {
             Some(handle) if proxy_changed || pipeline_changed => {
@@ -380,6 +419,12 @@ impl Live {
             _ => None,
         };
 
+        if let Some((handle, intake, registry)) = statsd {
+            if handle.swap(intake).await {
+                self.ctx.registries.set(part::STATSD, registry);
+                rebuilt.push("statsd");
+            }
+        }
         if let Some(built) = collectors {
             if let Some(old) = self.collectors.take() {
                 old.stop().await;
@@ -459,6 +504,24 @@ fn build_error(e: BuildError) -> RunError {
         key: e.key,
         message: e.message,
     }
+}
+
+/// Family names StatsD may not produce: the log rules' and, with the proxy
+/// on, the proxy's.
+pub fn statsd_taken(config: &Config) -> Vec<String> {
+    use crate::telemetry::names::{family_base, PROXY_FAMILIES};
+    let mut taken: Vec<String> = config
+        .log_metrics
+        .iter()
+        .map(|rule| family_base(&rule.name).to_owned())
+        .collect();
+    if config.proxy.is_enabled() {
+        for family in PROXY_FAMILIES {
+            taken.push(family.to_owned());
+            taken.push(family_base(family).to_owned());
+        }
+    }
+    taken
 }
 
 /// The proxy's access-log queue and the log source reading it, when the
