@@ -224,6 +224,29 @@ async fn watch_config_follows_a_configmap_symlink_swap() {
         sw.value("sidewatch_target_up", &[("target", "b")]).await == Some(1.0)
     })
     .await;
+    // Removing target `a` drops its series and its /status entry.
+    configmap_update(
+        dir.path(),
+        "2026_12_01_b2",
+        &format!("{head}{}", targets(&target, &["b"])),
+    );
+    reload_support::wait_until(Duration::from_secs(10), "target a forgotten", || async {
+        sw.value("sidewatch_target_up", &[("target", "a")])
+            .await
+            .is_none()
+    })
+    .await;
+    let status = sw.status().await;
+    assert!(status["collectors"].get("health/a").is_none(), "{status:#}");
+    assert!(status["collectors"].get("health/b").is_some(), "{status:#}");
+    let text = sw.metrics().await;
+    assert!(support::metric(
+        &text,
+        "sidewatch_collector_up",
+        &[("collector", "health/a")]
+    )
+    .is_none());
+    assert!(!text.contains("target=\"a\""), "{text}");
     // A broken update is seen too, and keeps the running config.
     configmap_update(dir.path(), "2026_12_01_c", "[[health.targets\n");
     let status = sw

@@ -94,6 +94,11 @@ impl StatusBoard {
         );
     }
 
+    /// Removes a collector (removed by a reload).
+    pub fn remove(&self, name: &str) {
+        self.lock().collectors.remove(name);
+    }
+
     /// Records one run's outcome.
     pub fn record(&self, name: &str, duration: Duration, outcome: RunOutcome) {
         let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();

@@ -115,6 +115,19 @@ pub struct BuiltCollectors {
 }
 
 impl BuiltCollectors {
+    /// Every collector's name, with the health target's name for probes.
+    fn names(&self) -> Vec<(String, Option<String>)> {
+        let mut names: Vec<(String, Option<String>)> = self
+            .health
+            .iter()
+            .map(|c| (c.name().to_owned(), Some(c.target().to_owned())))
+            .collect();
+        names.extend(self.postgres.iter().map(|c| (c.name().to_owned(), None)));
+        names.extend(self.redis.iter().map(|c| (c.name().to_owned(), None)));
+        names.extend(self.pools.iter().map(|c| (c.name().to_owned(), None)));
+        names
+    }
+
     /// Builds the health, PostgreSQL, Redis and pool collectors of `config`.
     pub fn build(
         config: &Config,
@@ -160,6 +173,8 @@ pub struct Live {
     ctx: AppContext,
     families: CollectorFamilies,
     collectors: Option<Generation>,
+    /// The running collectors' names (and health targets).
+    collector_names: Vec<(String, Option<String>)>,
     overflow: Option<OverflowMetrics>,
     /// The rules in use; the running pipeline holds a clone sharing handles.
     rules: Option<LogRules>,
@@ -187,6 +202,7 @@ impl Live {
             ctx,
             families,
             collectors: None,
+            collector_names: Vec::new(),
             overflow: None,
             rules: None,
             logs: None,
@@ -239,8 +255,23 @@ impl Live {
         overflow
     }
 
-    /// Spawns `built` as the collectors' new generation.
+    /// Spawns `built` as the collectors' new generation. Collectors that
+    /// were running before and are not in `built` are forgotten: their
+    /// `/status` entry, `sidewatch_collector_up`/`_duration_seconds` and,
+    /// for health targets, every `sidewatch_target_*`/probe series.
     pub fn spawn_collectors(&mut self, built: BuiltCollectors) {
+        let names = built.names();
+        for (name, target) in std::mem::take(&mut self.collector_names) {
+            if names.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            self.ctx.status.remove(&name);
+            self.families.scheduler.forget(&name);
+            if let Some(target) = target {
+                self.families.health.forget(&target);
+            }
+        }
+        self.collector_names = names;
         let generation = Generation::new(&self.ctx.stop);
         let spawner = Spawner {
             tasks: &generation.tasks,
