@@ -338,3 +338,77 @@ async fn statsd_mappings_and_buckets_change_on_the_same_socket() {
     );
     sw.stop();
 }
+
+fn intake_config(state: &Path, admin: u16, actions: u16, tcp: u16, buckets: &str) -> String {
+    format!(
+        r#"{}[logs]
+state_dir = "{}"
+[[logs.sources]]
+name = "intake"
+type = "tcp"
+listen = "127.0.0.1:{tcp}"
+[[logs.sinks]]
+name = "null"
+type = "discard"
+[[log_metrics]]
+name = "intake_lines_total"
+[[log_metrics]]
+name = "intake_latency_seconds"
+type = "histogram"
+value_field = "latency_ms"
+value_unit = "ms"
+buckets = {buckets}
+"#,
+        admin_section(admin, actions),
+        state.display()
+    )
+}
+
+/// A change of log rules alone is swapped into the running pipeline: the
+/// TCP intake connection stays open, the unchanged rule carries on and the
+/// changed one shows its new buckets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_rules_change_in_place_without_dropping_an_intake_connection() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sidewatch.toml");
+    let (admin, actions, tcp) = (free_port(), free_port(), free_port());
+    std::fs::write(
+        &path,
+        intake_config(dir.path(), admin, actions, tcp, "[0.1, 0.2]"),
+    )
+    .unwrap();
+    let sw = Proc::start(&path, admin, actions, false).await;
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    let lines = |n: usize| "{\"latency_ms\":150}\n".repeat(n);
+    client.write_all(lines(10).as_bytes()).unwrap();
+    reload_support::wait_until(Duration::from_secs(10), "10 lines counted", || async {
+        sw.value("intake_lines_total", &[]).await == Some(10.0)
+    })
+    .await;
+    replace(
+        &path,
+        &intake_config(dir.path(), admin, actions, tcp, "[0.1, 0.15, 0.2]"),
+    );
+    let (code, answer) = sw.reload().await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["rebuilt"], serde_json::json!(["log_rules"]));
+    // The same connection keeps working.
+    client.write_all(lines(5).as_bytes()).unwrap();
+    reload_support::wait_until(Duration::from_secs(10), "15 lines counted", || async {
+        sw.value("intake_lines_total", &[]).await == Some(15.0)
+    })
+    .await;
+    let text = sw.metrics().await;
+    assert_eq!(
+        support::metric(&text, "intake_latency_seconds_bucket", &[("le", "0.15")]),
+        Some(5.0),
+        "the new bound is there (cumulative: 0.15 s <= 0.15)"
+    );
+    assert_eq!(
+        support::metric(&text, "intake_latency_seconds_count", &[]),
+        Some(5.0),
+        "the changed rule started afresh"
+    );
+    sw.stop();
+}

@@ -72,7 +72,11 @@ pub struct Pipeline {
     stages: Stages,
     sinks: Vec<sink::Launch>,
     queue: usize,
+    rules_updates: Option<RulesUpdates>,
 }
+
+/// New log rules for a running pipeline's stages task (on reload).
+pub type RulesUpdates = tokio::sync::watch::Receiver<Option<rules::LogRules>>;
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -249,6 +253,7 @@ impl Pipeline {
             stages,
             sinks,
             queue: config.queue_batches.max(1),
+            rules_updates: None,
         }))
     }
 
@@ -256,6 +261,14 @@ impl Pipeline {
     pub fn with_rules(mut self, rules: Option<rules::LogRules>) -> Self {
         self.stages.set_rules(rules);
         self
+    }
+
+    /// Rules sent on the returned channel replace the running stages'
+    /// rules from the next batch on, without stopping anything.
+    pub fn rules_sender(&mut self) -> tokio::sync::watch::Sender<Option<rules::LogRules>> {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        self.rules_updates = Some(rx);
+        tx
     }
 
     /// Starts every task on `tasks`. When `stop` is cancelled the pipeline
@@ -273,7 +286,13 @@ impl Pipeline {
             pipeline.spawn(launch(rx, abort.clone()));
         }
         let (input_tx, input_rx) = mpsc::channel(self.queue);
-        pipeline.spawn(run_stages(self.stages, input_rx, outputs, abort.clone()));
+        pipeline.spawn(run_stages(
+            self.stages,
+            input_rx,
+            outputs,
+            self.rules_updates,
+            abort.clone(),
+        ));
         for launch in self.sources {
             pipeline.spawn(launch(source::SourceContext {
                 out: input_tx.clone(),
@@ -322,6 +341,7 @@ async fn run_stages(
     mut stages: Stages,
     mut input: Receiver<Vec<Event>>,
     outputs: Vec<Sender<Vec<Event>>>,
+    mut rules_updates: Option<RulesUpdates>,
     abort: CancellationToken,
 ) {
     loop {
@@ -333,6 +353,11 @@ async fn run_stages(
                 None => return,
             },
         };
+        if let Some(updates) = &mut rules_updates {
+            if updates.has_changed().unwrap_or(false) {
+                stages.set_rules(updates.borrow_and_update().clone());
+            }
+        }
         let batch = stages.process(batch);
         if batch.is_empty() {
             continue;

@@ -181,6 +181,8 @@ pub struct Live {
     logs: Option<crate::logs::metrics::Metrics>,
     network: Option<DeliveryFamilies>,
     pipeline: Option<Generation>,
+    /// Swaps the running pipeline's rules in place.
+    rules_tx: Option<tokio::sync::watch::Sender<Option<LogRules>>>,
     access: Option<AccessLog>,
     proxy: Option<ProxyHandle>,
     statsd: Option<(StatsdHandle, StatsdMetrics)>,
@@ -208,6 +210,7 @@ impl Live {
             logs: None,
             network: None,
             pipeline: None,
+            rules_tx: None,
             access: None,
             proxy: None,
             statsd: None,
@@ -366,7 +369,8 @@ impl Live {
     }
 
     /// Starts `pipeline` as the pipeline's new generation.
-    pub fn spawn_pipeline(&mut self, pipeline: Pipeline) {
+    pub fn spawn_pipeline(&mut self, mut pipeline: Pipeline) {
+        self.rules_tx = Some(pipeline.rules_sender());
         let generation = Generation::new(&self.ctx.stop);
         // `app | sidewatch run`: when the input ends, so does sidewatch.
         let ended = pipeline.spawn(&generation.tasks, generation.stop.clone());
@@ -410,11 +414,13 @@ impl Live {
             .any(|s| has(s))
             .then(|| BuiltCollectors::build(new, &self.ctx.pod, &self.families))
             .transpose()?;
+        // Rules alone are swapped into the running pipeline; anything else
+        // in `[logs]` (or the access log turning on or off) rebuilds it.
+        let rules_changed = has("log_metrics") || has("routes");
         let pipeline_changed = has("logs")
-            || has("log_metrics")
-            || has("routes")
-            || old.proxy_access_log() != new.proxy_access_log();
-        let rules = if pipeline_changed {
+            || old.proxy_access_log() != new.proxy_access_log()
+            || (rules_changed && self.rules_tx.is_none());
+        let rules = if pipeline_changed || rules_changed {
             Some(self.build_rules(new)?)
         } else {
             None
@@ -463,6 +469,17 @@ impl Live {
             self.spawn_collectors(built);
             rebuilt.push("collectors");
         }
+        let rules = match rules {
+            Some((rules, registry)) if !pipeline_changed => {
+                self.install_rules(rules, registry);
+                if let Some(tx) = &self.rules_tx {
+                    tx.send_replace(self.rules.clone());
+                }
+                rebuilt.push("log_rules");
+                None
+            }
+            other => other,
+        };
         if let Some((rules, registry)) = rules {
             // The proxy writes into the new access-log queue from now on;
             // the old pipeline drains what is queued in the old one.
@@ -474,9 +491,10 @@ impl Live {
                 }
             }
             if let Some(old) = self.pipeline.take() {
+                self.rules_tx = None;
                 old.stop().await;
             }
-            if has("log_metrics") || has("routes") {
+            if rules_changed {
                 rebuilt.push("log_rules");
             }
             self.install_rules(rules, registry);
