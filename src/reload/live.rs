@@ -1,8 +1,7 @@
-//! The components a reload can rebuild — collectors, log rules, the log
-//! pipeline, the proxy's request state — built at start and rebuilt from a
-//! new configuration, each in its own generation of tasks.
-
-use std::collections::BTreeSet;
+//! The components a reload can rebuild — collectors ([`collectors`]), log
+//! rules, the log pipeline, the proxy's request state, the StatsD intake —
+//! built at start and rebuilt from a new configuration ([`apply`]); the
+//! collectors and the pipeline each run in their own generation of tasks.
 
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -10,22 +9,20 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::StatusBoard;
 use crate::app::RunError;
-use crate::collect::health::{HealthCollector, HealthMetrics};
-use crate::collect::pool::{PoolCollector, PoolMetrics};
-use crate::collect::postgres::{PostgresCollector, PostgresMetrics};
-use crate::collect::redis::{RedisCollector, RedisMetrics};
-use crate::collect::scheduler::{self, CollectorMetrics};
-use crate::collect::Collector;
 use crate::config::{Config, PodInfo};
 use crate::logs::rules::LogRules;
 use crate::logs::sink::delivery::DeliveryFamilies;
 use crate::logs::{BuildError, ExtraSource, Pipeline};
-use crate::proxy::{AccessLog, ProxyHandle, ProxyMetrics};
+use crate::proxy::{AccessLog, ProxyHandle};
 use crate::shutdown::Shutdown;
 use crate::statsd::{Intake, StatsdHandle, StatsdMetrics};
 use crate::telemetry::cardinality::OverflowMetrics;
 use crate::telemetry::parts::Registries;
-use crate::telemetry::route::RouteNormalizer;
+
+mod apply;
+mod collectors;
+
+pub use collectors::{BuiltCollectors, CollectorFamilies, Spawner};
 
 /// Registry part names, in exposition order.
 pub mod part {
@@ -74,80 +71,6 @@ impl Generation {
         self.stop.cancel();
         self.tasks.close();
         self.tasks.wait().await;
-    }
-}
-
-/// The collectors' metric families, registered once at start; rebuilt
-/// collectors publish into the same handles.
-#[derive(Debug, Clone)]
-pub struct CollectorFamilies {
-    scheduler: CollectorMetrics,
-    health: HealthMetrics,
-    postgres: PostgresMetrics,
-    redis: RedisMetrics,
-    pools: PoolMetrics,
-}
-
-impl CollectorFamilies {
-    /// Registers every collector family on `registry`.
-    pub fn register(registry: &mut Registry) -> Self {
-        Self {
-            scheduler: CollectorMetrics::register(registry),
-            health: HealthMetrics::register(registry),
-            postgres: PostgresMetrics::register(registry),
-            redis: RedisMetrics::register(registry),
-            pools: PoolMetrics::register(registry),
-        }
-    }
-
-    /// The scheduler's self-metrics.
-    pub fn scheduler(&self) -> &CollectorMetrics {
-        &self.scheduler
-    }
-}
-
-/// Every configured interval collector, built, not running.
-pub struct BuiltCollectors {
-    health: Vec<HealthCollector>,
-    postgres: Vec<PostgresCollector>,
-    redis: Vec<RedisCollector>,
-    pools: Vec<PoolCollector>,
-}
-
-impl BuiltCollectors {
-    /// Every collector's name, with the health target's name for probes.
-    fn names(&self) -> Vec<(String, Option<String>)> {
-        let mut names: Vec<(String, Option<String>)> = self
-            .health
-            .iter()
-            .map(|c| (c.name().to_owned(), Some(c.target().to_owned())))
-            .collect();
-        names.extend(self.postgres.iter().map(|c| (c.name().to_owned(), None)));
-        names.extend(self.redis.iter().map(|c| (c.name().to_owned(), None)));
-        names.extend(self.pools.iter().map(|c| (c.name().to_owned(), None)));
-        names
-    }
-
-    /// Builds the health, PostgreSQL, Redis and pool collectors of `config`.
-    pub fn build(
-        config: &Config,
-        pod: &PodInfo,
-        families: &CollectorFamilies,
-    ) -> Result<Self, RunError> {
-        Ok(Self {
-            health: build_each("health.targets", &config.health.targets, |target| {
-                HealthCollector::build(target, &families.health)
-            })?,
-            postgres: build_each("postgres.servers", &config.postgres.servers, |server| {
-                PostgresCollector::build(server, pod.ip, &families.postgres)
-            })?,
-            redis: build_each("redis.servers", &config.redis.servers, |server| {
-                RedisCollector::build(server, pod.ip, &families.redis)
-            })?,
-            pools: build_each("pools.sources", &config.pools.sources, |source| {
-                PoolCollector::build(source, &families.pools)
-            })?,
-        })
     }
 }
 
@@ -282,10 +205,7 @@ impl Live {
             status: &self.ctx.status,
             stop: &generation.stop,
         };
-        spawner.spawn(built.health);
-        spawner.spawn(built.postgres);
-        spawner.spawn(built.redis);
-        spawner.spawn(built.pools);
+        built.spawn_all(&spawner);
         generation.seal(&self.ctx.tasks);
         self.collectors = Some(generation);
     }
@@ -394,158 +314,6 @@ impl Live {
     pub fn set_proxy(&mut self, proxy: ProxyHandle) {
         self.proxy = Some(proxy);
     }
-
-    /// Applies `new` (already validated, no restart-only change): rebuilds
-    /// the components whose sections are in `changed` and returns what was
-    /// rebuilt. Anything that can fail is built before the running
-    /// component is stopped, except the pipeline's listeners and checkpoint
-    /// reads, which need the old pipeline gone first; if that build fails
-    /// the old configuration's pipeline is started again.
-    pub async fn apply(
-        &mut self,
-        old: &Config,
-        new: &Config,
-        changed: &BTreeSet<String>,
-    ) -> Result<Vec<&'static str>, RunError> {
-        let has = |s: &str| changed.contains(s);
-        let mut rebuilt = Vec::new();
-        let collectors = ["health", "postgres", "redis", "pools"]
-            .iter()
-            .any(|s| has(s))
-            .then(|| BuiltCollectors::build(new, &self.ctx.pod, &self.families))
-            .transpose()?;
-        // Rules alone are swapped into the running pipeline; anything else
-        // in `[logs]` (or the access log turning on or off) rebuilds it.
-        let rules_changed = has("log_metrics") || has("routes");
-        let pipeline_changed = has("logs")
-            || old.proxy_access_log() != new.proxy_access_log()
-            || (rules_changed && self.rules_tx.is_none());
-        let rules = if pipeline_changed || rules_changed {
-            Some(self.build_rules(new)?)
-        } else {
-            None
-        };
-        let statsd = match &self.statsd {
-            Some((handle, metrics)) if has("statsd") || statsd_taken(old) != statsd_taken(new) => {
-                let (handle, metrics) = (handle.clone(), metrics.clone());
-                let (intake, registry) = self.build_statsd_intake(new, Some(metrics))?;
-                Some((handle, intake, registry))
-            }
-            _ => None,
-        };
-        let proxy_changed = has("proxy") || has("routes");
-        let mut proxy = match self.proxy.clone() {
-            Some(handle) if proxy_changed || pipeline_changed => {
-                let routes =
-                    RouteNormalizer::new(&new.routes.templates).map_err(|e| RunError::Build {
-                        key: "routes.templates".into(),
-                        message: e.to_string(),
-                    })?;
-                let mut metrics = handle.metrics();
-                if old.proxy.effective_duration_buckets() != new.proxy.effective_duration_buckets()
-                {
-                    let overflow = self.overflow();
-                    metrics = metrics.with_duration_buckets(
-                        &overflow,
-                        new.proxy.max_series,
-                        &new.proxy.effective_duration_buckets(),
-                    );
-                }
-                Some((handle, routes, metrics))
-            }
-            _ => None,
-        };
-
-        if let Some((handle, intake, registry)) = statsd {
-            if handle.swap(intake).await {
-                self.ctx.registries.set(part::STATSD, registry);
-                rebuilt.push("statsd");
-            }
-        }
-        if let Some(built) = collectors {
-            if let Some(old) = self.collectors.take() {
-                old.stop().await;
-            }
-            self.spawn_collectors(built);
-            rebuilt.push("collectors");
-        }
-        let rules = match rules {
-            Some((rules, registry)) if !pipeline_changed => {
-                self.install_rules(rules, registry);
-                if let Some(tx) = &self.rules_tx {
-                    tx.send_replace(self.rules.clone());
-                }
-                rebuilt.push("log_rules");
-                None
-            }
-            other => other,
-        };
-        if let Some((rules, registry)) = rules {
-            // The proxy writes into the new access-log queue from now on;
-            // the old pipeline drains what is queued in the old one.
-            let (access, extra) = access_log(new);
-            if let Some((handle, routes, metrics)) = proxy.take() {
-                self.swap_proxy(&handle, new, routes, metrics, access.clone())?;
-                if proxy_changed {
-                    rebuilt.push("proxy");
-                }
-            }
-            if let Some(old) = self.pipeline.take() {
-                self.rules_tx = None;
-                old.stop().await;
-            }
-            if rules_changed {
-                rebuilt.push("log_rules");
-            }
-            self.install_rules(rules, registry);
-            match self.build_pipeline(new, (access, extra)) {
-                Ok(pipeline) => {
-                    if let Some(pipeline) = pipeline {
-                        self.spawn_pipeline(pipeline);
-                    }
-                    rebuilt.push("log_pipeline");
-                }
-                Err(error) => {
-                    tracing::error!(%error, "reload: cannot build the new log pipeline; starting the previous one again");
-                    let (access, extra) = access_log(old);
-                    if let Ok(Some(pipeline)) = self.build_pipeline(old, (access.clone(), extra)) {
-                        self.spawn_pipeline(pipeline);
-                    }
-                    if let Some(handle) = &self.proxy {
-                        handle.set_access(access);
-                    }
-                    return Err(error);
-                }
-            }
-        }
-        if let Some((handle, routes, metrics)) = proxy {
-            self.swap_proxy(&handle, new, routes, metrics, self.access.clone())?;
-            rebuilt.push("proxy");
-        }
-        Ok(rebuilt)
-    }
-}
-
-impl Live {
-    fn swap_proxy(
-        &self,
-        handle: &ProxyHandle,
-        new: &Config,
-        routes: RouteNormalizer,
-        metrics: ProxyMetrics,
-        access: Option<AccessLog>,
-    ) -> Result<(), RunError> {
-        let mut registry = Registry::default();
-        metrics.register_on(&mut registry);
-        handle
-            .swap(&new.proxy, routes, metrics, access)
-            .map_err(|e| RunError::Build {
-                key: "proxy".into(),
-                message: e.to_string(),
-            })?;
-        self.ctx.registries.set(part::PROXY, registry);
-        Ok(())
-    }
 }
 
 fn build_error(e: BuildError) -> RunError {
@@ -585,48 +353,4 @@ pub fn access_log(config: &Config) -> (Option<AccessLog>, Vec<ExtraSource>) {
         launch: Box::new(move |info| crate::logs::source::launch(source.with_info(info))),
     };
     (Some(access), vec![extra])
-}
-
-/// Builds one collector per configured item; an error names `key[i]`.
-fn build_each<T, C>(
-    key: &str,
-    items: &[T],
-    build: impl Fn(&T) -> Result<C, String>,
-) -> Result<Vec<C>, RunError> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            build(item).map_err(|message| RunError::Build {
-                key: format!("{key}[{i}]"),
-                message,
-            })
-        })
-        .collect()
-}
-
-/// What every collector task is spawned with.
-pub struct Spawner<'a> {
-    /// Where the tasks go.
-    pub tasks: &'a TaskTracker,
-    /// The scheduler's self-metrics.
-    pub metrics: &'a CollectorMetrics,
-    /// The `/status` board.
-    pub status: &'a StatusBoard,
-    /// Stops the tasks.
-    pub stop: &'a CancellationToken,
-}
-
-impl Spawner<'_> {
-    /// Spawns a scheduler task for each collector.
-    pub fn spawn<C: Collector>(&self, collectors: impl IntoIterator<Item = C>) {
-        for collector in collectors {
-            self.tasks.spawn(scheduler::run(
-                collector,
-                self.metrics.clone(),
-                self.status.clone(),
-                self.stop.clone(),
-            ));
-        }
-    }
 }
