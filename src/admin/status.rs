@@ -83,15 +83,12 @@ impl Default for StatusBoard {
 }
 
 impl StatusBoard {
-    /// Adds a collector before its first run.
+    /// Adds a collector before its first run; one rebuilt by a reload
+    /// keeps its history (runs, last error, last success).
     pub fn register(&self, name: &str, kind: &str) {
-        self.lock().collectors.insert(
-            name.to_owned(),
-            CollectorStatus {
-                kind: kind.to_owned(),
-                ..CollectorStatus::default()
-            },
-        );
+        let mut board = self.lock();
+        let status = board.collectors.entry(name.to_owned()).or_default();
+        status.kind = kind.to_owned();
     }
 
     /// Removes a collector (removed by a reload).
