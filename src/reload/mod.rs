@@ -306,34 +306,41 @@ impl Reloader {
     }
 }
 
-/// Reloads on every SIGHUP until `stop`.
-pub async fn reload_on_hangup(handle: ReloadHandle, stop: CancellationToken) {
+/// Installs the SIGHUP handler now (so a SIGHUP right after start does not
+/// take the default action, which ends the process) and returns the task
+/// that reloads on every SIGHUP until `stop`.
+pub fn reload_on_hangup(
+    handle: ReloadHandle,
+    stop: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    {
+    let hangup = {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(hangup) => hangup,
+        match signal(SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGHUP; reload by SIGHUP is off");
-                return;
-            }
-        };
-        loop {
-            tokio::select! {
-                received = hangup.recv() => {
-                    if received.is_none() {
-                        return;
-                    }
-                    tracing::info!("SIGHUP: reloading the configuration");
-                    // The outcome is logged and shown in /status by the reloader.
-                    let _ = handle.reload("sighup").await;
-                }
-                () = stop.cancelled() => return,
+                None
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
+    };
+    async move {
+        #[cfg(unix)]
+        if let Some(mut hangup) = hangup {
+            loop {
+                tokio::select! {
+                    received = hangup.recv() => {
+                        if received.is_none() {
+                            return;
+                        }
+                        tracing::info!("SIGHUP: reloading the configuration");
+                        // The outcome is logged and shown in /status by the reloader.
+                        let _ = handle.reload("sighup").await;
+                    }
+                    () = stop.cancelled() => return,
+                }
+            }
+        }
         let _ = handle;
         stop.cancelled().await;
     }
