@@ -45,6 +45,10 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 #[derive(Clone)]
 pub struct Shared {
     client: Client<HttpConnector, body::CountingBody>,
+    /// The settings `client` was built with (connect timeout, pool idle
+    /// timeout, pool size): a reload that keeps them keeps the client and
+    /// its pool of open connections to the app.
+    client_settings: (Duration, Duration, usize),
     upstream: http::uri::Authority,
     response_timeout: Duration,
     metrics: ProxyMetrics,
@@ -94,8 +98,12 @@ impl ProxyHandle {
         metrics: ProxyMetrics,
         access: Option<AccessLog>,
     ) -> Result<(), ProxyError> {
-        let tunnels = self.get().tunnels.clone();
-        let shared = Shared::build(config, routes, metrics, access, tunnels)?;
+        let current = self.get();
+        let mut shared = Shared::build(config, routes, metrics, access, current.tunnels.clone())?;
+        if shared.client_settings == current.client_settings {
+            // No burst of new connections to the app, no cold pool.
+            shared.client = current.client.clone();
+        }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(shared);
         Ok(())
     }
@@ -138,6 +146,11 @@ impl Shared {
         let access = access.map(|a| a.with_dropped(metrics.access_log_dropped.clone()));
         Ok(Self {
             client,
+            client_settings: (
+                config.connect_timeout,
+                config.pool_idle_timeout,
+                config.pool_max_idle,
+            ),
             upstream,
             response_timeout: config.response_timeout,
             metrics,
