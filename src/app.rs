@@ -9,20 +9,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use prometheus_client::registry::Registry;
+
 use crate::admin::{self, AdminState, Guard, Readiness, StatusBoard};
-use crate::collect::health::{HealthCollector, HealthMetrics};
-use crate::collect::pool::{PoolCollector, PoolMetrics};
-use crate::collect::postgres::{PostgresCollector, PostgresMetrics};
-use crate::collect::redis::{RedisCollector, RedisMetrics};
-use crate::collect::scheduler::{self, CollectorMetrics};
-use crate::collect::Collector;
 use crate::config::{Config, PodInfo};
-use crate::logs::rules::LogRules;
-use crate::logs::ExtraSource;
-use crate::proxy::{AccessLog, Proxy, ProxyError};
+use crate::proxy::{Proxy, ProxyError, ProxyMetrics};
+use crate::reload::live::{
+    self, part, AppContext, BuiltCollectors, CollectorFamilies, Live, Spawner,
+};
+use crate::reload::{self, ConfigSource, CurrentConfig, ReloadHandle, Reloader};
 use crate::shutdown::{self, Shutdown};
-use crate::statsd::{Intake, StatsdServer};
-use crate::telemetry::cardinality::OverflowMetrics;
+use crate::statsd::StatsdServer;
+use crate::telemetry::parts::Registries;
 use crate::telemetry::route::RouteNormalizer;
 use crate::telemetry::{self, process::ProcessCollector};
 
@@ -64,35 +62,48 @@ impl RunError {
 /// A started sidewatch: listeners bound, tasks running.
 #[derive(Debug)]
 pub struct Running {
-    config: Config,
+    config: CurrentConfig,
     shutdown: Shutdown,
     admin_addr: SocketAddr,
+    actions_addr: Option<SocketAddr>,
     statsd_addr: Option<SocketAddr>,
     proxy_addr: Option<SocketAddr>,
     status: StatusBoard,
+    reload: ReloadHandle,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
 
 /// Builds and starts every component. Nothing is spawned unless everything
-/// could be built and bound.
+/// could be built and bound. Reload is refused (no file to read again).
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunError> {
-    let mut registry = telemetry::new_registry();
+    start_with(config, None, shutdown).await
+}
+
+/// [`start`] with where the configuration came from, so SIGHUP,
+/// `POST /-/reload` and `reload.watch_config` can load it again.
+pub async fn start_with(
+    config: Config,
+    source: Option<ConfigSource>,
+    shutdown: Shutdown,
+) -> Result<Running, RunError> {
+    let registries = Registries::new();
+    let mut base = telemetry::new_registry();
     let readiness = Readiness::default();
     let status = StatusBoard::default();
     let admin_latch = readiness.latch("admin");
     let collectors_latch = readiness.latch("collectors");
 
-    let admin_listener = TcpListener::bind(config.admin.listen)
-        .await
-        .map_err(|source| RunError::Bind {
-            key: "admin.listen",
-            addr: config.admin.listen,
-            source,
-        })?;
+    let admin_listener = bind(config.admin.listen, "admin.listen").await?;
     let admin_addr = admin_listener.local_addr().unwrap_or(config.admin.listen);
+    let actions_listener = if config.admin.actions_enabled {
+        Some(bind(config.admin.actions_listen, "admin.actions_listen").await?)
+    } else {
+        None
+    };
+    let actions_addr = actions_listener.as_ref().and_then(|l| l.local_addr().ok());
 
-    let security = admin::security::SecurityMetrics::register(&mut registry);
+    let security = admin::security::SecurityMetrics::register(&mut base);
     let admin_guard = Guard::build(
         "admin",
         "admin",
@@ -107,78 +118,58 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
     })?;
     let admin_tls = admin_guard.is_tls();
 
-    let collector_metrics = CollectorMetrics::register(&mut registry);
+    let families = CollectorFamilies::register(&mut base);
     let pod = PodInfo::from_env(&config.pod);
-    let health_metrics = HealthMetrics::register(&mut registry);
-    let health = build_each("health.targets", &config.health.targets, |target| {
-        HealthCollector::build(target, &health_metrics)
-    })?;
-    let postgres_metrics = PostgresMetrics::register(&mut registry);
-    let postgres = build_each("postgres.servers", &config.postgres.servers, |server| {
-        PostgresCollector::build(server, pod.ip, &postgres_metrics)
-    })?;
-    let redis_metrics = RedisMetrics::register(&mut registry);
-    let redis = build_each("redis.servers", &config.redis.servers, |server| {
-        RedisCollector::build(server, pod.ip, &redis_metrics)
-    })?;
-    let pool_metrics = PoolMetrics::register(&mut registry);
-    let pools = build_each("pools.sources", &config.pools.sources, |source| {
-        PoolCollector::build(source, &pool_metrics)
-    })?;
+    let collectors = BuiltCollectors::build(&config, &pod, &families)?;
     let process = config
         .process
         .enabled
-        .then(|| ProcessCollector::build(&config.process, &mut registry));
-    let overflow =
-        if config.log_metrics.is_empty() && !config.statsd.enabled && !config.proxy.is_enabled() {
-            OverflowMetrics::register(&mut prometheus_client::registry::Registry::default())
-        } else {
-            OverflowMetrics::register(&mut registry)
-        };
-    let build_error = |e: crate::logs::BuildError| RunError::Build {
-        key: e.key,
-        message: e.message,
-    };
-    let rules = LogRules::build(
-        &config.log_metrics,
-        &config.routes,
-        &config.logs.stages.correlate.target,
-        &overflow,
-        &mut registry,
-    )
-    .map_err(build_error)?;
-    let (access, extra) = access_log(&config);
-    let pipeline =
-        crate::logs::Pipeline::build_with(&config.logs, &pod, &mut registry, &status, extra)
-            .map_err(build_error)?
-            .map(|pipeline| pipeline.with_rules(rules));
-    let pipeline_latch = pipeline.is_some().then(|| readiness.latch("pipeline"));
-    let statsd = build_statsd(&config, &overflow, &mut registry)?;
-    let statsd_addr = statsd.as_ref().and_then(|s| s.local_addr().ok());
-    let proxy = build_proxy(&config, access, &overflow, &mut registry).await?;
-    let proxy_addr = proxy.as_ref().and_then(|p| p.local_addr().ok());
-
+        .then(|| ProcessCollector::build(&config.process, &mut base));
+    registries.set(part::BASE, base);
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
+    let mut live = Live::new(
+        AppContext {
+            registries: registries.clone(),
+            status: status.clone(),
+            pod: pod.clone(),
+            stop: stop.clone(),
+            tasks: tasks.clone(),
+            shutdown: shutdown.clone(),
+        },
+        families.clone(),
+    );
+    if !config.log_metrics.is_empty() || config.statsd.enabled || config.proxy.is_enabled() {
+        live.overflow();
+    }
+    let (rules, rules_registry) = live.build_rules(&config)?;
+    live.install_rules(rules, rules_registry);
+    let pipeline = live.build_pipeline(&config, live::access_log(&config))?;
+    let pipeline_latch = pipeline.is_some().then(|| readiness.latch("pipeline"));
+    let statsd = build_statsd(&config, &mut live)?;
+    let statsd_addr = statsd.as_ref().and_then(|s| s.local_addr().ok());
+    let proxy = build_proxy(&config, &mut live).await?;
+    let proxy_addr = proxy.as_ref().and_then(|p| p.local_addr().ok());
+    if let Some(proxy) = &proxy {
+        live.set_proxy(proxy.handle());
+    }
+
     for watcher in admin_guard.watchers(&stop) {
         tasks.spawn(watcher);
     }
     let state = Arc::new(
-        AdminState::new(Arc::new(registry), readiness, status.clone()).with_guard(admin_guard),
+        AdminState::new(registries.clone(), readiness, status.clone()).with_guard(admin_guard),
     );
     tasks.spawn(admin::serve(admin_listener, state, stop.clone()));
     admin_latch.release();
-    let collectors = Collectors {
+    live.spawn_collectors(collectors);
+    Spawner {
         tasks: &tasks,
-        metrics: &collector_metrics,
+        metrics: families.scheduler(),
         status: &status,
         stop: &stop,
-    };
-    collectors.spawn(health);
-    collectors.spawn(postgres);
-    collectors.spawn(redis);
-    collectors.spawn(pools);
-    collectors.spawn(process);
+    }
+    .spawn(process);
     collectors_latch.release();
     if let Some(server) = statsd {
         tasks.spawn(server.run(stop.clone()));
@@ -187,58 +178,70 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         tasks.spawn(proxy.run(stop.clone(), config.proxy.threads));
     }
     if let Some(pipeline) = pipeline {
-        // `app | sidewatch run`: when the input ends, so does sidewatch.
-        let ended = pipeline.spawn(&tasks, stop.clone());
-        let (shutdown, stop) = (shutdown.clone(), stop.clone());
-        tasks.spawn(async move {
-            tokio::select! {
-                () = ended.cancelled() => shutdown.trigger(),
-                () = stop.cancelled() => {}
-            }
-        });
+        live.spawn_pipeline(pipeline);
     }
     if let Some(latch) = pipeline_latch {
         latch.release();
     }
+
+    let watch = config.reload.watch_config;
+    let watch_interval = config.reload.watch_interval;
+    let current: CurrentConfig = Arc::new(std::sync::Mutex::new(config));
+    let mut config_registry = Registry::default();
+    let watch_path = source.as_ref().and_then(|s| s.path.clone());
+    let reloader = Reloader::new(
+        live,
+        current.clone(),
+        source,
+        status.clone(),
+        &mut config_registry,
+    );
+    registries.set(part::CONFIG, config_registry);
+    let reload = reloader.spawn(&tasks, stop.clone());
+    tasks.spawn(reload::reload_on_hangup(reload.clone(), stop.clone()));
+    if let Some(listener) = actions_listener {
+        tasks.spawn(admin::actions::serve(
+            listener,
+            reload.clone(),
+            stop.clone(),
+        ));
+    }
+    if let (true, Some(path)) = (watch, watch_path) {
+        tasks.spawn(reload::watch::watch(
+            path,
+            watch_interval,
+            reload.clone(),
+            stop.clone(),
+        ));
+    }
     tracing::info!(
         admin = %admin::describe(admin_addr, admin_tls),
-        health_targets = config.health.targets.len(),
         version = telemetry::VERSION,
         "sidewatch started"
     );
     Ok(Running {
-        config,
+        config: current,
         shutdown,
         admin_addr,
+        actions_addr,
         statsd_addr,
         proxy_addr,
         status,
+        reload,
         stop,
         tasks,
     })
 }
 
-/// The proxy's access-log queue and the log source reading it, when the
-/// proxy runs with access logs on.
-fn access_log(config: &Config) -> (Option<AccessLog>, Vec<ExtraSource>) {
-    if !config.proxy_access_log() {
-        return (None, Vec::new());
-    }
-    let (access, source) = AccessLog::channel(config.proxy.access_log_queue);
-    let extra = ExtraSource {
-        name: crate::proxy::access::SOURCE_NAME.into(),
-        launch: Box::new(move |info| crate::logs::source::launch(source.with_info(info))),
-    };
-    (Some(access), vec![extra])
+async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { key, addr, source })
 }
 
-/// Builds the proxy and binds its listener, when enabled.
-async fn build_proxy(
-    config: &Config,
-    access: Option<AccessLog>,
-    overflow: &OverflowMetrics,
-    registry: &mut prometheus_client::registry::Registry,
-) -> Result<Option<Proxy>, RunError> {
+/// Builds the proxy and binds its listener, when enabled; its metrics go
+/// on their own registry part.
+async fn build_proxy(config: &Config, live: &mut Live) -> Result<Option<Proxy>, RunError> {
     if !config.proxy.is_enabled() {
         return Ok(None);
     }
@@ -246,8 +249,19 @@ async fn build_proxy(
         key: "routes.templates".into(),
         message: e.to_string(),
     })?;
-    match Proxy::build(&config.proxy, routes, overflow, registry, access).await {
-        Ok(proxy) => Ok(Some(proxy)),
+    let metrics = ProxyMetrics::new(
+        &live.overflow(),
+        config.proxy.max_series,
+        &config.proxy.effective_duration_buckets(),
+    );
+    let mut registry = Registry::default();
+    metrics.register_on(&mut registry);
+    let built = Proxy::build(&config.proxy, routes, metrics, live.access()).await;
+    match built {
+        Ok(proxy) => {
+            live.registries().set(part::PROXY, registry);
+            Ok(Some(proxy))
+        }
         Err(ProxyError::Bind { addr, source }) => Err(RunError::Bind {
             key: "proxy.listen",
             addr,
@@ -261,82 +275,25 @@ async fn build_proxy(
 }
 
 /// Builds the StatsD intake and binds its socket, when enabled.
-fn build_statsd(
-    config: &Config,
-    overflow: &OverflowMetrics,
-    registry: &mut prometheus_client::registry::Registry,
-) -> Result<Option<StatsdServer>, RunError> {
+fn build_statsd(config: &Config, live: &mut Live) -> Result<Option<StatsdServer>, RunError> {
     if !config.statsd.enabled {
         return Ok(None);
     }
-    let mut taken: Vec<String> = config
-        .log_metrics
-        .iter()
-        .map(|rule| crate::telemetry::names::family_base(&rule.name).to_owned())
-        .collect();
-    if config.proxy.is_enabled() {
-        for family in crate::telemetry::names::PROXY_FAMILIES {
-            taken.push(family.to_owned());
-            taken.push(crate::telemetry::names::family_base(family).to_owned());
-        }
-    }
-    let intake = Intake::build(&config.statsd, taken, overflow, registry).map_err(|message| {
-        RunError::Build {
-            key: "statsd".into(),
-            message,
-        }
-    })?;
-    StatsdServer::bind(
+    let (intake, registry) = live.build_statsd_intake(config, None)?;
+    let metrics = intake.metrics();
+    let server = StatsdServer::bind(
         config.statsd.listen,
         config.statsd.receive_buffer_bytes,
         intake,
     )
-    .map(Some)
     .map_err(|source| RunError::Bind {
         key: "statsd.listen",
         addr: config.statsd.listen,
         source,
-    })
-}
-
-/// Builds one collector per configured item; an error names `key[i]`.
-fn build_each<T, C>(
-    key: &str,
-    items: &[T],
-    build: impl Fn(&T) -> Result<C, String>,
-) -> Result<Vec<C>, RunError> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            build(item).map_err(|message| RunError::Build {
-                key: format!("{key}[{i}]"),
-                message,
-            })
-        })
-        .collect()
-}
-
-/// What every collector task is spawned with.
-struct Collectors<'a> {
-    tasks: &'a TaskTracker,
-    metrics: &'a CollectorMetrics,
-    status: &'a StatusBoard,
-    stop: &'a CancellationToken,
-}
-
-impl Collectors<'_> {
-    /// Spawns a scheduler task for each collector.
-    fn spawn<C: Collector>(&self, collectors: impl IntoIterator<Item = C>) {
-        for collector in collectors {
-            self.tasks.spawn(scheduler::run(
-                collector,
-                self.metrics.clone(),
-                self.status.clone(),
-                self.stop.clone(),
-            ));
-        }
-    }
+    })?;
+    live.registries().set(part::STATSD, registry);
+    live.set_statsd(server.handle(), metrics);
+    Ok(Some(server))
 }
 
 impl Running {
@@ -355,6 +312,16 @@ impl Running {
         self.proxy_addr
     }
 
+    /// The address of the admin actions listener, when enabled.
+    pub fn actions_addr(&self) -> Option<SocketAddr> {
+        self.actions_addr
+    }
+
+    /// Asks for a reload, as SIGHUP does.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        self.reload.clone()
+    }
+
     /// The collectors' status board.
     pub fn status(&self) -> &StatusBoard {
         &self.status
@@ -364,7 +331,12 @@ impl Running {
     /// the grace period), then stops every task.
     pub async fn wait(self) -> Result<(), RunError> {
         self.shutdown.requested().await;
-        shutdown::wait_for_app(&self.config).await;
+        let config = self
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        shutdown::wait_for_app(&config).await;
         self.stop.cancel();
         self.tasks.close();
         if tokio::time::timeout(STOP_TIMEOUT, self.tasks.wait())

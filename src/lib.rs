@@ -17,12 +17,13 @@ pub mod http_client;
 pub mod inject;
 pub mod logs;
 pub mod proxy;
+pub mod reload;
 pub mod shutdown;
 pub mod slo;
 pub mod statsd;
 pub mod telemetry;
 
-pub use app::{start, RunError, Running};
+pub use app::{start, start_with, RunError, Running};
 
 /// Exit code for invalid configuration, input or unusable resources.
 pub const EXIT_CONFIG: u8 = 2;
@@ -32,4 +33,16 @@ pub use shutdown::Shutdown;
 /// Runs sidewatch with `config` until `shutdown` is requested and the drain is done.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     start(config, shutdown).await?.wait().await
+}
+
+/// [`run`], reloadable from `source` (SIGHUP, `POST /-/reload`, `reload.watch_config`).
+pub async fn run_with(
+    config: Config,
+    source: reload::ConfigSource,
+    shutdown: Shutdown,
+) -> Result<(), RunError> {
+    start_with(config, Some(source), shutdown)
+        .await?
+        .wait()
+        .await
 }

@@ -103,7 +103,13 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig { file } => check_config(&file, &env),
         Command::Run => match config::load(cli.config.as_deref(), &env) {
-            Ok(config) => run(config, Mode::Sidecar),
+            Ok(config) => {
+                let source = sidewatch::reload::ConfigSource {
+                    path: cli.config.clone(),
+                    env: env.clone(),
+                };
+                run(config, Mode::Sidecar(source))
+            }
             Err(errors) => config_failure(&errors),
         },
         Command::Inject(args) => sidewatch::inject::cli::command(args),
@@ -143,10 +149,10 @@ fn config_failure(errors: &config::ConfigErrors) -> ExitCode {
 }
 
 /// What `run` runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 enum Mode {
-    /// The sidecar itself.
-    Sidecar,
+    /// The sidecar itself, reloadable from its config source.
+    Sidecar(sidewatch::reload::ConfigSource),
     /// The demo app with sidewatch watching it.
     Demo,
     /// Only the demo app (`demo --app-only`).
@@ -171,7 +177,7 @@ fn run(config: Config, mode: Mode) -> ExitCode {
     let result = runtime.block_on(async {
         let signals = tokio::spawn(shutdown::listen_for_signals(shutdown.clone()));
         let result = match mode {
-            Mode::Sidecar => sidewatch::run(config, shutdown).await,
+            Mode::Sidecar(source) => sidewatch::run_with(config, source, shutdown).await,
             Mode::Demo => sidewatch::demo::run(config, shutdown).await,
             Mode::DemoAppOnly => sidewatch::demo::run_app_only(shutdown).await,
         };

@@ -18,7 +18,7 @@ pub(super) fn handle<B>(state: &AdminState, request: &Request<B>) -> Response<Fu
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Exposition::negotiate(accept);
     let size_hint = state.last_metrics_size.load(Ordering::Relaxed);
-    let body = match telemetry::encode(&state.registry, format, size_hint + size_hint / 8) {
+    let body = match telemetry::encode_parts(&state.registry, format, size_hint + size_hint / 8) {
         Ok(body) => body,
         Err(error) => {
             tracing::error!(%error, "cannot encode metrics");

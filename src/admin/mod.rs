@@ -2,6 +2,7 @@
 //! `/metrics` and `/status` need the configured credentials (if any);
 //! `/healthz` and `/readyz` never do (kubelet probes carry none).
 
+pub mod actions;
 pub mod auth;
 pub mod listener;
 mod metrics;
@@ -18,7 +19,6 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -26,11 +26,13 @@ pub use listener::Guard;
 pub use readiness::{Latch, Readiness};
 pub use status::StatusBoard;
 
+use crate::telemetry::parts::Registries;
+
 /// What the admin handlers read.
 #[derive(Debug)]
 pub struct AdminState {
-    /// The one metrics registry.
-    pub registry: Arc<Registry>,
+    /// The one metrics registry, as per-component parts.
+    pub registry: Registries,
     /// sidewatch's own readiness.
     pub readiness: Readiness,
     /// Collector results for `/status`.
@@ -43,7 +45,7 @@ pub struct AdminState {
 
 impl AdminState {
     /// Bundles the state the handlers need.
-    pub fn new(registry: Arc<Registry>, readiness: Readiness, status: StatusBoard) -> Self {
+    pub fn new(registry: Registries, readiness: Readiness, status: StatusBoard) -> Self {
         Self {
             registry,
             readiness,

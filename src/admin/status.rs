@@ -19,6 +19,7 @@ struct Board {
     started: SystemTime,
     collectors: BTreeMap<String, CollectorStatus>,
     sinks: BTreeMap<String, SinkStatus>,
+    config: Option<serde_json::Value>,
 }
 
 /// What `/status` shows for one collector.
@@ -63,6 +64,9 @@ pub struct StatusReport {
     pub collectors: BTreeMap<String, CollectorStatus>,
     /// Every log sink by name.
     pub sinks: BTreeMap<String, SinkStatus>,
+    /// The configuration file and the last reload (see `crate::reload`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
 }
 
 impl Default for StatusBoard {
@@ -72,21 +76,24 @@ impl Default for StatusBoard {
                 started: SystemTime::now(),
                 collectors: BTreeMap::new(),
                 sinks: BTreeMap::new(),
+                config: None,
             })),
         }
     }
 }
 
 impl StatusBoard {
-    /// Adds a collector before its first run.
+    /// Adds a collector before its first run; one rebuilt by a reload
+    /// keeps its history (runs, last error, last success).
     pub fn register(&self, name: &str, kind: &str) {
-        self.lock().collectors.insert(
-            name.to_owned(),
-            CollectorStatus {
-                kind: kind.to_owned(),
-                ..CollectorStatus::default()
-            },
-        );
+        let mut board = self.lock();
+        let status = board.collectors.entry(name.to_owned()).or_default();
+        status.kind = kind.to_owned();
+    }
+
+    /// Removes a collector (removed by a reload).
+    pub fn remove(&self, name: &str) {
+        self.lock().collectors.remove(name);
     }
 
     /// Records one run's outcome.
@@ -134,7 +141,13 @@ impl StatusBoard {
             pending,
             collectors: board.collectors.clone(),
             sinks: board.sinks.clone(),
+            config: board.config.clone(),
         }
+    }
+
+    /// Sets the `config` section (file, last reload and its outcome).
+    pub fn set_config(&self, config: serde_json::Value) {
+        self.lock().config = Some(config);
     }
 
     /// Adds a log sink (state `ok` until a write fails).

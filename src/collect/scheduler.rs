@@ -66,6 +66,18 @@ impl CollectorMetrics {
     }
 }
 
+impl CollectorMetrics {
+    /// Drops the `up` and `duration` series of `collector` (removed by a
+    /// reload); its error counters stay until restart.
+    pub fn forget(&self, collector: &str) {
+        let labels = CollectorLabels {
+            collector: collector.to_owned(),
+        };
+        self.up.remove(&labels);
+        self.duration.remove(&labels);
+    }
+}
+
 /// Runs `collector` until `stop` is cancelled. The first run starts after a
 /// short random delay; later runs every `interval` ± 10 %.
 pub async fn run<C: Collector>(

@@ -65,6 +65,30 @@ pub struct Config {
     pub statsd: statsd::StatsdConfig,
     /// The reverse proxy in front of the app (`[proxy]`, off by default).
     pub proxy: proxy::ProxyConfig,
+    /// Hot reload: watching the config file (`[reload]`).
+    pub reload: ReloadConfig,
+}
+
+/// Hot reload (SIGHUP, `POST /-/reload`, and optionally watching the file).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Watch the config file and reload when its content changes. The path is
+    /// resolved anew at every check, so a Kubernetes ConfigMap update (which
+    /// swaps the directory's `..data` symlink) is seen.
+    pub watch_config: bool,
+    /// How often the file's content hash is compared while `watch_config` is on.
+    #[serde(with = "humantime_serde")]
+    pub watch_interval: Duration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            watch_config: false,
+            watch_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Config {
@@ -87,6 +111,10 @@ pub struct AdminConfig {
     pub auth: admin::AuthConfig,
     /// Request size limits (`[admin.limits]`).
     pub limits: admin::LimitsConfig,
+    /// Serve the admin actions (`POST /-/reload`) on `actions_listen`.
+    pub actions_enabled: bool,
+    /// Address of the admin actions listener (keep it on loopback).
+    pub actions_listen: SocketAddr,
 }
 
 impl Default for AdminConfig {
@@ -96,6 +124,8 @@ impl Default for AdminConfig {
             tls: None,
             auth: admin::AuthConfig::default(),
             limits: admin::LimitsConfig::default(),
+            actions_enabled: false,
+            actions_listen: SocketAddr::from(([127, 0, 0, 1], 4794)),
         }
     }
 }

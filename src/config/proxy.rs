@@ -45,6 +45,11 @@ pub struct ProxyConfig {
     pub access_log_queue: usize,
     /// Series limit of each `http_*` family (over it: `__overflow__`, counted).
     pub max_series: usize,
+    /// Bucket upper bounds of `http_request_duration_seconds`, in seconds,
+    /// strictly increasing; empty = the defaults (5 ms … 30 s with the SLO
+    /// thresholds exact). Changed on reload, the family starts afresh with the
+    /// new buckets; the other `http_*` families carry on.
+    pub duration_buckets: Vec<f64>,
     /// Threads of the proxy's own runtime. 1 (the default) runs every proxied
     /// connection on one event loop, which costs the least CPU per request
     /// on a small sidecar; raise it when one core is not enough.
@@ -67,12 +72,22 @@ impl Default for ProxyConfig {
             access_log: true,
             access_log_queue: 4096,
             max_series: 1000,
+            duration_buckets: Vec::new(),
             threads: 1,
         }
     }
 }
 
 impl ProxyConfig {
+    /// The bucket bounds of `http_request_duration_seconds` in use.
+    pub fn effective_duration_buckets(&self) -> Vec<f64> {
+        if self.duration_buckets.is_empty() {
+            super::log_metrics::DEFAULT_BUCKETS.to_vec()
+        } else {
+            self.duration_buckets.clone()
+        }
+    }
+
     /// Whether the proxy runs: `enabled`, or (when unset) `upstream` is set.
     pub fn is_enabled(&self) -> bool {
         self.enabled.unwrap_or(!self.upstream.is_empty())
@@ -106,6 +121,18 @@ impl ProxyConfig {
         }
         if self.access_log_queue == 0 {
             errors.push("proxy.access_log_queue", "must be greater than zero");
+        }
+        let buckets = &self.duration_buckets;
+        if buckets.iter().any(|b| !b.is_finite() || *b <= 0.0) {
+            errors.push(
+                "proxy.duration_buckets",
+                "bounds must be finite and positive",
+            );
+        } else if buckets.windows(2).any(|w| w[0] >= w[1]) {
+            errors.push(
+                "proxy.duration_buckets",
+                "bounds must be strictly increasing",
+            );
         }
         if self.threads == 0 || self.threads > 64 {
             errors.push("proxy.threads", "must be between 1 and 64");

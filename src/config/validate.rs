@@ -26,6 +26,9 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigError> {
         &config.admin.limits,
         &mut errors,
     );
+    if config.reload.watch_config {
+        errors.positive("reload.watch_interval", config.reload.watch_interval);
+    }
     let mut names = HashSet::new();
     for (i, target) in config.health.targets.iter().enumerate() {
         let key = format!("health.targets[{i}]");

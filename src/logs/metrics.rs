@@ -64,6 +64,7 @@ pub struct Metrics {
     checkpoint_writes: Counter,
     uncorrelated: Counter,
     redactions: Family<RuleLabel, Counter>,
+    intake_rejected: super::source::http::RejectFamily,
 }
 
 /// The outcomes of `sidewatch_log_events_total`, in priority order (an event
@@ -93,6 +94,7 @@ impl Metrics {
             checkpoint_writes: Counter::default(),
             uncorrelated: Counter::default(),
             redactions: Family::default(),
+            intake_rejected: super::source::http::RejectFamily::register(registry),
         };
         registry.register(
             "sidewatch_log_events",
@@ -172,6 +174,11 @@ impl Metrics {
                 .map(|state| self.tail_files.get_or_create_owned(&StateLabel { state })),
             checkpoint_writes: self.checkpoint_writes.clone(),
         }
+    }
+
+    /// `sidewatch_log_intake_rejected_total`, for the HTTP intake sources.
+    pub fn intake_rejected(&self) -> &super::source::http::RejectFamily {
+        &self.intake_rejected
     }
 
     /// Handles for one sink.

@@ -72,7 +72,11 @@ pub struct Pipeline {
     stages: Stages,
     sinks: Vec<sink::Launch>,
     queue: usize,
+    rules_updates: Option<RulesUpdates>,
 }
+
+/// New log rules for a running pipeline's stages task (on reload).
+pub type RulesUpdates = tokio::sync::watch::Receiver<Option<rules::LogRules>>;
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -106,6 +110,26 @@ impl Pipeline {
         if config.sources.is_empty() && extra.is_empty() {
             return Ok(None);
         }
+        let metrics = Metrics::register(registry);
+        let network =
+            needs_network(config).then(|| sink::delivery::DeliveryFamilies::register(registry));
+        Self::build_parts(config, pod, &metrics, network.as_ref(), status, extra)
+    }
+
+    /// [`Pipeline::build_with`] on metric families registered beforehand,
+    /// so a rebuilt pipeline (on reload) carries on counting where the old
+    /// one stopped. `network` must be set when [`needs_network`] says so.
+    pub fn build_parts(
+        config: &LogsConfig,
+        pod: &PodInfo,
+        metrics: &Metrics,
+        network: Option<&sink::delivery::DeliveryFamilies>,
+        status: &StatusBoard,
+        extra: Vec<ExtraSource>,
+    ) -> Result<Option<Self>, BuildError> {
+        if config.sources.is_empty() && extra.is_empty() {
+            return Ok(None);
+        }
         if config.sources.iter().any(|s| s.kind == SourceKind::File) {
             tail::checkpoint::check_state_dir(&config.state_dir).map_err(|e| BuildError {
                 key: "logs.state_dir".into(),
@@ -115,12 +139,6 @@ impl Pipeline {
                 ),
             })?;
         }
-        let metrics = Metrics::register(registry);
-        let intake_rejected = config
-            .sources
-            .iter()
-            .any(|s| s.kind == SourceKind::Http)
-            .then(|| source::http::RejectFamily::register(registry));
         let mut sources = Vec::new();
         for (i, source) in config.sources.iter().enumerate() {
             let name = source.effective_name();
@@ -164,10 +182,7 @@ impl Pipeline {
                             max_header_bytes: source.max_header_bytes,
                             max_connections: source.max_connections,
                         };
-                        let rejected = intake_rejected
-                            .as_ref()
-                            .map(|family| family.source(name))
-                            .unwrap_or_default();
+                        let rejected = metrics.intake_rejected().source(name);
                         let built = source::http::HttpSource::bind(addr, info, limits, rejected)
                             .map_err(error)?;
                         source::launch(built)
@@ -186,18 +201,13 @@ impl Pipeline {
             &config.stages,
             pod,
             |name| std::env::var(name).ok(),
-            &metrics,
+            metrics,
         )
         .map_err(|e| BuildError {
             key: e.key,
             message: e.message,
         })?;
         let mut sinks = Vec::new();
-        let network = config
-            .sinks
-            .iter()
-            .any(|s| matches!(s.kind, SinkKind::Loki | SinkKind::Http))
-            .then(|| sink::delivery::DeliveryFamilies::register(registry));
         for (i, sink) in config.sinks.iter().enumerate() {
             let name = sink.effective_name().to_owned();
             let report = sink::SinkReport {
@@ -224,8 +234,11 @@ impl Pipeline {
                 (SinkKind::Stdout, _) => sink::launch(sink::stdout::StdoutSink::default(), report),
                 (SinkKind::Discard, _) => sink::launch(sink::discard::DiscardSink, report),
                 (SinkKind::Loki | SinkKind::Http, _) => {
-                    let Some(families) = &network else {
-                        continue;
+                    let Some(families) = network else {
+                        return Err(BuildError {
+                            key: format!("logs.sinks[{i}]"),
+                            message: "network sink built without its metric families".into(),
+                        });
                     };
                     sink::network::build(sink, &config.state_dir, report, families).map_err(
                         |(key, message)| BuildError {
@@ -241,6 +254,7 @@ impl Pipeline {
             stages,
             sinks,
             queue: config.queue_batches.max(1),
+            rules_updates: None,
         }))
     }
 
@@ -248,6 +262,14 @@ impl Pipeline {
     pub fn with_rules(mut self, rules: Option<rules::LogRules>) -> Self {
         self.stages.set_rules(rules);
         self
+    }
+
+    /// Rules sent on the returned channel replace the running stages'
+    /// rules from the next batch on, without stopping anything.
+    pub fn rules_sender(&mut self) -> tokio::sync::watch::Sender<Option<rules::LogRules>> {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        self.rules_updates = Some(rx);
+        tx
     }
 
     /// Starts every task on `tasks`. When `stop` is cancelled the pipeline
@@ -265,7 +287,13 @@ impl Pipeline {
             pipeline.spawn(launch(rx, abort.clone()));
         }
         let (input_tx, input_rx) = mpsc::channel(self.queue);
-        pipeline.spawn(run_stages(self.stages, input_rx, outputs, abort.clone()));
+        pipeline.spawn(run_stages(
+            self.stages,
+            input_rx,
+            outputs,
+            self.rules_updates,
+            abort.clone(),
+        ));
         for launch in self.sources {
             pipeline.spawn(launch(source::SourceContext {
                 out: input_tx.clone(),
@@ -299,12 +327,22 @@ impl Pipeline {
     }
 }
 
+/// Whether `config` has a network sink (Loki, HTTP), whose delivery
+/// families must then be registered.
+pub fn needs_network(config: &LogsConfig) -> bool {
+    config
+        .sinks
+        .iter()
+        .any(|s| matches!(s.kind, SinkKind::Loki | SinkKind::Http))
+}
+
 /// The stages task: runs the chain over each batch and fans it out to every
 /// sink's queue (copies for all but the last).
 async fn run_stages(
     mut stages: Stages,
     mut input: Receiver<Vec<Event>>,
     outputs: Vec<Sender<Vec<Event>>>,
+    mut rules_updates: Option<RulesUpdates>,
     abort: CancellationToken,
 ) {
     loop {
@@ -316,6 +354,11 @@ async fn run_stages(
                 None => return,
             },
         };
+        if let Some(updates) = &mut rules_updates {
+            if updates.has_changed().unwrap_or(false) {
+                stages.set_rules(updates.borrow_and_update().clone());
+            }
+        }
         let batch = stages.process(batch);
         if batch.is_empty() {
             continue;

@@ -67,20 +67,23 @@ pub struct ProxyMetrics {
 }
 
 impl ProxyMetrics {
-    /// Registers the families; each keeps at most `limit` series.
+    /// Registers the families with the default duration buckets; each keeps
+    /// at most `limit` series.
     pub fn register(registry: &mut Registry, overflow: &OverflowMetrics, limit: usize) -> Self {
+        let metrics = Self::new(overflow, limit, &DEFAULT_BUCKETS);
+        metrics.register_on(registry);
+        metrics
+    }
+
+    /// Creates the families (not registered yet): each keeps at most `limit`
+    /// series; `buckets` are the duration histogram's bounds.
+    pub fn new(overflow: &OverflowMetrics, limit: usize, buckets: &[f64]) -> Self {
         let names = || vec!["method".into(), "route".into(), "status".into()];
         let requests = CappedFamily::new(
             names(),
             limit,
             overflow.counter("http_requests_total"),
             Counter::default,
-        );
-        let duration = CappedFamily::new(
-            names(),
-            limit,
-            overflow.counter("http_request_duration_seconds"),
-            || ExemplarHistogram::new(DEFAULT_BUCKETS.iter().copied()),
         );
         let size = |name: &str| {
             CappedFamily::new(names(), limit, overflow.counter(name), || {
@@ -93,7 +96,7 @@ impl ProxyMetrics {
         );
         let metrics = Self {
             requests,
-            duration,
+            duration: duration_family(overflow, limit, buckets),
             request_size,
             response_size,
             in_flight: Gauge::default(),
@@ -102,6 +105,34 @@ impl ProxyMetrics {
             client_aborts: Counter::default(),
             access_log_dropped: Counter::default(),
         };
+        for reason in UPSTREAM_REASONS {
+            let _ = metrics.upstream_errors.get_or_create(&[("reason", reason)]);
+        }
+        for reason in CONNECTION_REASONS {
+            let _ = metrics
+                .connection_errors
+                .get_or_create(&[("reason", reason)]);
+        }
+        metrics
+    }
+
+    /// The same handles (values carry on) with a fresh
+    /// `http_request_duration_seconds` family using `buckets` (on reload).
+    pub fn with_duration_buckets(
+        &self,
+        overflow: &OverflowMetrics,
+        limit: usize,
+        buckets: &[f64],
+    ) -> Self {
+        let mut metrics = self.clone();
+        metrics.duration = duration_family(overflow, limit, buckets);
+        metrics
+    }
+
+    /// Registers these handles on `registry` (at start, and on the proxy's
+    /// new registry part at each reload).
+    pub fn register_on(&self, registry: &mut Registry) {
+        let metrics = self;
         registry.register(
             "http_requests",
             "Requests answered through the proxy, by method, route and status",
@@ -147,15 +178,6 @@ impl ProxyMetrics {
             "Access-log events dropped because the log pipeline's queue was full",
             metrics.access_log_dropped.clone(),
         );
-        for reason in UPSTREAM_REASONS {
-            let _ = metrics.upstream_errors.get_or_create(&[("reason", reason)]);
-        }
-        for reason in CONNECTION_REASONS {
-            let _ = metrics
-                .connection_errors
-                .get_or_create(&[("reason", reason)]);
-        }
-        metrics
     }
 
     /// Counts an upstream failure (`reason` from [`UPSTREAM_REASONS`]).
@@ -190,6 +212,21 @@ impl ProxyMetrics {
         self.response_size
             .with(key, |h| h.observe(response_bytes as f64));
     }
+}
+
+/// `http_request_duration_seconds` with `buckets`.
+fn duration_family(
+    overflow: &OverflowMetrics,
+    limit: usize,
+    buckets: &[f64],
+) -> CappedFamily<ExemplarHistogram> {
+    let buckets = buckets.to_vec();
+    CappedFamily::new(
+        vec!["method".into(), "route".into(), "status".into()],
+        limit,
+        overflow.counter("http_request_duration_seconds"),
+        move || ExemplarHistogram::new(buckets.iter().copied()),
+    )
 }
 
 /// The `method` label: one of [`METHODS`], else `OTHER`.

@@ -29,13 +29,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::proxy::ProxyConfig;
-use crate::telemetry::cardinality::OverflowMetrics;
 use crate::telemetry::route::RouteNormalizer;
 pub use access::{AccessLog, AccessSource};
 pub use metrics::ProxyMetrics;
@@ -44,8 +42,13 @@ pub use metrics::ProxyMetrics;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// What every request handler shares.
+#[derive(Clone)]
 pub struct Shared {
     client: Client<HttpConnector, body::CountingBody>,
+    /// The settings `client` was built with (connect timeout, pool idle
+    /// timeout, pool size): a reload that keeps them keeps the client and
+    /// its pool of open connections to the app.
+    client_settings: (Duration, Duration, usize),
     upstream: http::uri::Authority,
     response_timeout: Duration,
     metrics: ProxyMetrics,
@@ -57,15 +60,112 @@ pub struct Shared {
 /// A built proxy, listener bound, not serving yet.
 pub struct Proxy {
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: ProxyHandle,
     builder: auto::Builder<TokioExecutor>,
+}
+
+/// The proxy's swappable half: what request handlers share. A reload puts a
+/// new [`Shared`] in (new upstream, timeouts, metrics, routes, access-log
+/// queue) while the listener and open client connections stay; each request
+/// takes the one current when it arrives.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    current: Arc<std::sync::RwLock<Arc<Shared>>>,
+}
+
+impl std::fmt::Debug for ProxyHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyHandle")
+            .field("upstream", &self.get().upstream)
+            .finish()
+    }
+}
+
+impl ProxyHandle {
+    fn get(&self) -> Arc<Shared> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces what handlers share from now on: requests in flight finish
+    /// with the old state, later ones (also on open connections) use the new.
+    pub fn swap(
+        &self,
+        config: &ProxyConfig,
+        routes: RouteNormalizer,
+        metrics: ProxyMetrics,
+        access: Option<AccessLog>,
+    ) -> Result<(), ProxyError> {
+        let current = self.get();
+        let mut shared = Shared::build(config, routes, metrics, access, current.tunnels.clone())?;
+        if shared.client_settings == current.client_settings {
+            // No burst of new connections to the app, no cold pool.
+            shared.client = current.client.clone();
+        }
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(shared);
+        Ok(())
+    }
+
+    /// Replaces only the access-log queue.
+    pub fn set_access(&self, access: Option<AccessLog>) {
+        let mut shared = (*self.get()).clone();
+        shared.access = access.map(|a| a.with_dropped(shared.metrics.access_log_dropped.clone()));
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(shared);
+    }
+
+    /// The metric handles in use.
+    pub fn metrics(&self) -> ProxyMetrics {
+        self.get().metrics.clone()
+    }
+}
+
+impl Shared {
+    fn build(
+        config: &ProxyConfig,
+        routes: RouteNormalizer,
+        metrics: ProxyMetrics,
+        access: Option<AccessLog>,
+        tunnels: TaskTracker,
+    ) -> Result<Self, ProxyError> {
+        let upstream: http::uri::Authority = config
+            .upstream
+            .parse()
+            .map_err(|_| ProxyError::Upstream(config.upstream.clone()))?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle)
+            .set_host(false)
+            .build(connector);
+        let access = access.map(|a| a.with_dropped(metrics.access_log_dropped.clone()));
+        Ok(Self {
+            client,
+            client_settings: (
+                config.connect_timeout,
+                config.pool_idle_timeout,
+                config.pool_max_idle,
+            ),
+            upstream,
+            response_timeout: config.response_timeout,
+            metrics,
+            routes,
+            access,
+            tunnels,
+        })
+    }
 }
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
             .field("listen", &self.listener.local_addr().ok())
-            .field("upstream", &self.shared.upstream)
+            .field("upstream", &self.shared.get().upstream)
             .finish()
     }
 }
@@ -87,20 +187,16 @@ pub enum ProxyError {
 }
 
 impl Proxy {
-    /// Registers the metrics and binds the listener. `access`, when set,
-    /// receives one event per request. `routes` turns paths into routes.
+    /// Binds the listener; `metrics` are registered by the caller.
+    /// `access`, when set, receives one event per request. `routes` turns
+    /// paths into routes.
     pub async fn build(
         config: &ProxyConfig,
         routes: RouteNormalizer,
-        overflow: &OverflowMetrics,
-        registry: &mut Registry,
+        metrics: ProxyMetrics,
         access: Option<AccessLog>,
     ) -> Result<Self, ProxyError> {
-        let upstream: http::uri::Authority = config
-            .upstream
-            .parse()
-            .map_err(|_| ProxyError::Upstream(config.upstream.clone()))?;
-        let metrics = ProxyMetrics::register(registry, overflow, config.max_series);
+        let shared = Shared::build(config, routes, metrics, access, TaskTracker::new())?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -108,16 +204,6 @@ impl Proxy {
                     addr: config.listen,
                     source,
                 })?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .set_host(false)
-            .build(connector);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -130,20 +216,18 @@ impl Proxy {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(config.max_header_bytes as u32);
-        let access = access.map(|a| a.with_dropped(metrics.access_log_dropped.clone()));
         Ok(Self {
             listener,
-            shared: Arc::new(Shared {
-                client,
-                upstream,
-                response_timeout: config.response_timeout,
-                metrics,
-                routes,
-                access,
-                tunnels: TaskTracker::new(),
-            }),
+            shared: ProxyHandle {
+                current: Arc::new(std::sync::RwLock::new(Arc::new(shared))),
+            },
             builder,
         })
+    }
+
+    /// The handle through which a reload swaps the proxy's state.
+    pub fn handle(&self) -> ProxyHandle {
+        self.shared.clone()
     }
 
     /// The bound address (useful with port 0).
@@ -226,18 +310,18 @@ impl Proxy {
                 () = stop.cancelled() => break,
             };
             let _ = stream.set_nodelay(true);
-            let shared = self.shared.clone();
-            let service = service_fn(move |request| forward::handle(shared.clone(), peer, request));
+            let handle = self.shared.clone();
+            let service = service_fn(move |request| forward::handle(handle.get(), peer, request));
             let connection = self
                 .builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
             let connection = graceful.watch(connection);
-            let shared = self.shared.clone();
+            let handle = self.shared.clone();
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     let reason = connection_reason(&*error);
-                    shared.metrics.connection_error(reason);
+                    handle.get().metrics.connection_error(reason);
                     tracing::debug!(%error, %peer, reason, "proxy: client connection error");
                 }
             });
@@ -249,8 +333,9 @@ impl Proxy {
         {
             tracing::warn!("proxy: requests still in flight after the drain timeout");
         }
-        self.shared.tunnels.close();
-        let _ = tokio::time::timeout(Duration::from_millis(100), self.shared.tunnels.wait()).await;
+        let tunnels = self.shared.get().tunnels.clone();
+        tunnels.close();
+        let _ = tokio::time::timeout(Duration::from_millis(100), tunnels.wait()).await;
         tracing::info!("proxy stopped");
     }
 }

@@ -10,7 +10,7 @@ pub mod parse;
 mod server;
 pub mod store;
 
-pub use server::StatsdServer;
+pub use server::{StatsdHandle, StatsdServer};
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -53,6 +53,8 @@ struct OutcomeLabel {
 /// The intake's own counters, looked up once.
 #[derive(Debug, Clone)]
 pub struct StatsdMetrics {
+    packets_family: Family<OutcomeLabel, Counter>,
+    samples_family: Family<OutcomeLabel, Counter>,
     packets: [Counter; 2],
     samples: [Counter; 7],
 }
@@ -60,24 +62,33 @@ pub struct StatsdMetrics {
 impl StatsdMetrics {
     /// Registers `sidewatch_statsd_packets_total` and `sidewatch_statsd_samples_total`.
     pub fn register(registry: &mut Registry) -> Self {
-        let packets: Family<OutcomeLabel, Counter> = Family::default();
-        let samples: Family<OutcomeLabel, Counter> = Family::default();
+        let packets_family: Family<OutcomeLabel, Counter> = Family::default();
+        let samples_family: Family<OutcomeLabel, Counter> = Family::default();
+        let metrics = Self {
+            packets: PACKET_OUTCOMES
+                .map(|outcome| packets_family.get_or_create_owned(&OutcomeLabel { outcome })),
+            samples: SAMPLE_OUTCOMES
+                .map(|outcome| samples_family.get_or_create_owned(&OutcomeLabel { outcome })),
+            packets_family,
+            samples_family,
+        };
+        metrics.register_on(registry);
+        metrics
+    }
+
+    /// Registers these same handles on `registry` (a rebuilt intake's part,
+    /// on reload: the counts carry on).
+    pub fn register_on(&self, registry: &mut Registry) {
         registry.register(
             "sidewatch_statsd_packets",
             "StatsD datagrams received, by outcome (ok, oversized: over max_packet_bytes, dropped whole)",
-            packets.clone(),
+            self.packets_family.clone(),
         );
         registry.register(
             "sidewatch_statsd_samples",
             "StatsD samples received, by outcome (ok, malformed, unsupported: events and service checks, conflict: type or label names differ from the family's, over_limit: max_metrics reached, dropped: by a mapping, reserved: a name sidewatch or a log rule owns)",
-            samples.clone(),
+            self.samples_family.clone(),
         );
-        Self {
-            packets: PACKET_OUTCOMES
-                .map(|outcome| packets.get_or_create_owned(&OutcomeLabel { outcome })),
-            samples: SAMPLE_OUTCOMES
-                .map(|outcome| samples.get_or_create_owned(&OutcomeLabel { outcome })),
-        }
     }
 }
 
@@ -116,6 +127,19 @@ impl Intake {
         overflow: &OverflowMetrics,
         registry: &mut Registry,
     ) -> Result<Self, String> {
+        Self::build_with(config, taken, overflow, registry, None)
+    }
+
+    /// [`Intake::build`] counting on `metrics` (registered again on
+    /// `registry`) when given, so a rebuilt intake's
+    /// `sidewatch_statsd_*` counts carry on; its store starts empty.
+    pub fn build_with(
+        config: &StatsdConfig,
+        taken: Vec<String>,
+        overflow: &OverflowMetrics,
+        registry: &mut Registry,
+        metrics: Option<StatsdMetrics>,
+    ) -> Result<Self, String> {
         let mapper =
             Mapper::new(&config.mappings).map_err(|(i, e)| format!("mappings[{i}].match: {e}"))?;
         let buckets = if config.buckets.is_empty() {
@@ -137,10 +161,21 @@ impl Intake {
             cache: HashMap::new(),
             cache_limit: config.max_metrics.saturating_mul(4).max(1024),
             taken: taken.into(),
-            metrics: StatsdMetrics::register(registry),
+            metrics: match metrics {
+                Some(metrics) => {
+                    metrics.register_on(registry);
+                    metrics
+                }
+                None => StatsdMetrics::register(registry),
+            },
             key: KeyBuilder::default(),
             max_packet_bytes: config.max_packet_bytes,
         })
+    }
+
+    /// The intake's self-metrics handles.
+    pub fn metrics(&self) -> StatsdMetrics {
+        self.metrics.clone()
     }
 
     /// The largest datagram taken, in bytes.

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Intake;
@@ -11,6 +12,22 @@ use super::Intake;
 pub struct StatsdServer {
     socket: std::net::UdpSocket,
     intake: Intake,
+    swap: mpsc::Receiver<Intake>,
+    handle: StatsdHandle,
+}
+
+/// Hands a running server a new intake (on reload): it takes it between
+/// two datagrams; the socket stays bound.
+#[derive(Debug, Clone)]
+pub struct StatsdHandle {
+    tx: mpsc::Sender<Intake>,
+}
+
+impl StatsdHandle {
+    /// Replaces the intake; `false` when the server has stopped.
+    pub async fn swap(&self, intake: Intake) -> bool {
+        self.tx.send(intake).await.is_ok()
+    }
 }
 
 impl StatsdServer {
@@ -34,10 +51,18 @@ impl StatsdServer {
         }
         socket.bind(&listen.into())?;
         socket.set_nonblocking(true)?;
+        let (tx, swap) = mpsc::channel(1);
         Ok(Self {
             socket: socket.into(),
             intake,
+            swap,
+            handle: StatsdHandle { tx },
         })
+    }
+
+    /// The handle to swap the intake through.
+    pub fn handle(&self) -> StatsdHandle {
+        self.handle.clone()
     }
 
     /// The bound address.
@@ -56,10 +81,16 @@ impl StatsdServer {
         };
         // One byte more than allowed, to tell an oversized datagram (cut by the kernel).
         let mut buf = vec![0u8; self.intake.max_packet_bytes() + 1];
+        drop(self.handle);
         loop {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
+                Some(intake) = self.swap.recv() => {
+                    self.intake = intake;
+                    buf = vec![0u8; self.intake.max_packet_bytes() + 1];
+                    continue;
+                }
                 ready = socket.readable() => {
                     if let Err(error) = ready {
                         tracing::warn!(%error, "statsd socket failed");

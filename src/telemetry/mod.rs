@@ -5,6 +5,7 @@
 pub mod cardinality;
 pub mod expfmt;
 pub mod names;
+pub mod parts;
 pub mod process;
 pub mod route;
 pub mod snapshot;
@@ -40,12 +41,27 @@ pub fn encode(
 ) -> Result<String, std::fmt::Error> {
     let mut openmetrics = String::with_capacity(size_hint);
     prometheus_client::encoding::text::encode(&mut openmetrics, registry)?;
+    Ok(convert(openmetrics, format))
+}
+
+/// Encodes every part of `registries` in the requested exposition format.
+pub fn encode_parts(
+    registries: &parts::Registries,
+    format: expfmt::Exposition,
+    size_hint: usize,
+) -> Result<String, std::fmt::Error> {
+    let mut openmetrics = String::with_capacity(size_hint);
+    registries.encode_openmetrics(&mut openmetrics)?;
+    Ok(convert(openmetrics, format))
+}
+
+fn convert(openmetrics: String, format: expfmt::Exposition) -> String {
     match format {
-        expfmt::Exposition::OpenMetrics => Ok(openmetrics),
+        expfmt::Exposition::OpenMetrics => openmetrics,
         expfmt::Exposition::Prometheus => {
             let mut text = String::with_capacity(openmetrics.len());
             expfmt::openmetrics_to_prometheus(&openmetrics, &mut text);
-            Ok(text)
+            text
         }
     }
 }

@@ -83,6 +83,24 @@ impl HealthMetrics {
     }
 }
 
+impl HealthMetrics {
+    /// Drops every series of `target` (a target removed by a reload).
+    pub fn forget(&self, target: &str) {
+        let labels = TargetLabels {
+            target: target.to_owned(),
+        };
+        self.up.remove(&labels);
+        self.duration.remove(&labels);
+        for reason in Reason::ALL {
+            self.failures.remove(&FailureLabels {
+                target: target.to_owned(),
+                reason: reason.as_str(),
+            });
+        }
+        self.checks.set(target, Vec::new());
+    }
+}
+
 /// Probes one target on its interval.
 #[derive(Debug)]
 pub struct HealthCollector {
@@ -124,6 +142,11 @@ impl HealthCollector {
             failures,
             checks: metrics.checks.clone(),
         })
+    }
+
+    /// The target's name (the `target` label).
+    pub fn target(&self) -> &str {
+        &self.target
     }
 }
 

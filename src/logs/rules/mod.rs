@@ -65,7 +65,7 @@ impl TraceLabel {
 /// A histogram series of a rule.
 pub type ExemplarHistogram = HistogramWithExemplars<TraceLabel>;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Handles {
     Count(CappedFamily<Counter>),
     Sum(CappedFamily<Counter<f64, AtomicU64>>),
@@ -73,14 +73,16 @@ enum Handles {
     Gauge(CappedFamily<Gauge<f64, AtomicU64>>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct LabelSource {
     field: FieldPath,
     route: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Rule {
+    /// The rule's configuration, to tell an unchanged rule on reload.
+    config: serde_json::Value,
     matcher: Matcher,
     labels: Vec<LabelSource>,
     value: Option<FieldPath>,
@@ -92,10 +94,13 @@ struct Rule {
     key: KeyBuilder,
 }
 
-/// Every configured rule, built.
-#[derive(Debug)]
+type ErrorFamily = Family<[(&'static str, String); 2], Counter>;
+
+/// Every configured rule, built. A clone shares the metric handles.
+#[derive(Debug, Clone)]
 pub struct LogRules {
     rules: Vec<Rule>,
+    errors: ErrorFamily,
     routes: RouteNormalizer,
     trace_fields: [FieldPath; 2],
 }
@@ -111,6 +116,21 @@ impl LogRules {
         overflow: &OverflowMetrics,
         registry: &mut Registry,
     ) -> Result<Option<Self>, BuildError> {
+        Self::build_reusing(rules, routes, correlation_field, overflow, registry, None)
+    }
+
+    /// [`LogRules::build`] on reload: a rule whose configuration is the
+    /// same as in `previous` keeps its metric handles (its series carry on,
+    /// registered again on `registry`); a changed or new rule starts afresh
+    /// (new buckets take effect), and a removed rule's family goes away.
+    pub fn build_reusing(
+        rules: &[LogMetricRule],
+        routes: &RoutesConfig,
+        correlation_field: &str,
+        overflow: &OverflowMetrics,
+        registry: &mut Registry,
+        previous: Option<&LogRules>,
+    ) -> Result<Option<Self>, BuildError> {
         if rules.is_empty() {
             return Ok(None);
         }
@@ -118,7 +138,7 @@ impl LogRules {
             key: "routes.templates".into(),
             message: e.to_string(),
         })?;
-        let errors: Family<[(&'static str, String); 2], Counter> = Family::default();
+        let errors: ErrorFamily = previous.map(|p| p.errors.clone()).unwrap_or_default();
         registry.register(
             "sidewatch_log_rule_errors",
             "Events a log rule matched but could not record, by rule and reason (missing_field, not_numeric, negative_value, bad_label); the event is still forwarded",
@@ -134,7 +154,8 @@ impl LogRules {
                         ("reason", reason.to_owned()),
                     ])
                 });
-                Rule::build(rule, error_counters, overflow, registry).map_err(|message| {
+                let before = previous.and_then(|p| p.rules.iter().find(|r| r.is_config(rule)));
+                Rule::build(rule, error_counters, overflow, registry, before).map_err(|message| {
                     BuildError {
                         key: format!("log_metrics[{i}]"),
                         message: format!("rule {:?}: {message}", rule.name),
@@ -144,6 +165,7 @@ impl LogRules {
             .collect::<Result<_, _>>()?;
         Ok(Some(Self {
             rules: built,
+            errors,
             routes,
             trace_fields: [
                 FieldPath::new("trace_id"),
@@ -163,12 +185,19 @@ impl LogRules {
 }
 
 impl Rule {
+    /// Whether this rule was built from exactly `config`.
+    fn is_config(&self, config: &LogMetricRule) -> bool {
+        serde_json::to_value(config).is_ok_and(|c| c == self.config)
+    }
+
     fn build(
         config: &LogMetricRule,
         errors: [Counter; 4],
         overflow: &OverflowMetrics,
         registry: &mut Registry,
+        previous: Option<&Rule>,
     ) -> Result<Self, String> {
+        let snapshot = serde_json::to_value(config).unwrap_or_default();
         let matcher = Matcher::build(&config.matcher)?;
         let names: Vec<String> = config.labels.keys().cloned().collect();
         let labels = config
@@ -187,33 +216,38 @@ impl Rule {
             config.help.replace(['\n', '\r'], " ")
         };
         let unlabelled = names.is_empty();
-        let handles = match (config.kind, &config.value_field) {
-            (RuleKind::Counter, None) => {
-                let family = CappedFamily::new(names, limit, overflow, Counter::default);
-                register(registry, config, &help, family.clone());
-                Handles::Count(family)
-            }
-            (RuleKind::Counter, Some(_)) => {
-                let family =
-                    CappedFamily::new(names, limit, overflow, Counter::<f64, AtomicU64>::default);
-                register(registry, config, &help, family.clone());
-                Handles::Sum(family)
-            }
-            (RuleKind::Histogram, _) => {
-                let buckets = config.effective_buckets();
-                let family = CappedFamily::new(names, limit, overflow, move || {
-                    HistogramWithExemplars::new(buckets.iter().copied())
-                });
-                register(registry, config, &help, family.clone());
-                Handles::Histogram(family)
-            }
-            (RuleKind::Gauge, _) => {
-                let family =
-                    CappedFamily::new(names, limit, overflow, Gauge::<f64, AtomicU64>::default);
-                register(registry, config, &help, family.clone());
-                Handles::Gauge(family)
-            }
+        let handles = match previous {
+            Some(previous) => previous.handles.clone(),
+            None => match (config.kind, &config.value_field) {
+                (RuleKind::Counter, None) => {
+                    Handles::Count(CappedFamily::new(names, limit, overflow, Counter::default))
+                }
+                (RuleKind::Counter, Some(_)) => Handles::Sum(CappedFamily::new(
+                    names,
+                    limit,
+                    overflow,
+                    Counter::<f64, AtomicU64>::default,
+                )),
+                (RuleKind::Histogram, _) => {
+                    let buckets = config.effective_buckets();
+                    Handles::Histogram(CappedFamily::new(names, limit, overflow, move || {
+                        HistogramWithExemplars::new(buckets.iter().copied())
+                    }))
+                }
+                (RuleKind::Gauge, _) => Handles::Gauge(CappedFamily::new(
+                    names,
+                    limit,
+                    overflow,
+                    Gauge::<f64, AtomicU64>::default,
+                )),
+            },
         };
+        match &handles {
+            Handles::Count(family) => register(registry, config, &help, family.clone()),
+            Handles::Sum(family) => register(registry, config, &help, family.clone()),
+            Handles::Histogram(family) => register(registry, config, &help, family.clone()),
+            Handles::Gauge(family) => register(registry, config, &help, family.clone()),
+        }
         if unlabelled {
             // An unlabelled counter shows 0 from the start.
             match &handles {
@@ -223,6 +257,7 @@ impl Rule {
             }
         }
         Ok(Self {
+            config: snapshot,
             matcher,
             labels,
             value: config.value_field.as_deref().map(FieldPath::new),

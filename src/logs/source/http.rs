@@ -68,8 +68,8 @@ struct SourceReason {
     reason: &'static str,
 }
 
-/// `sidewatch_log_intake_rejected_total{source,reason}`, registered only
-/// when an HTTP source is configured.
+/// `sidewatch_log_intake_rejected_total{source,reason}`, registered with the
+/// pipeline's metrics (series appear once an HTTP source is configured).
 #[derive(Debug, Clone)]
 pub struct RejectFamily(Family<SourceReason, Counter>);
 
