@@ -73,6 +73,13 @@ pub enum InjectError {
         /// Where and what.
         error: yaml::SyntaxError,
     },
+    /// A document would not read back the same once written (the YAML
+    /// writer's limits, e.g. a key over 1024 characters once escaped).
+    #[error("{label}: cannot be written back as YAML that reads the same")]
+    Unwritable {
+        /// Which document.
+        label: String,
+    },
 }
 
 /// The result of a run.
@@ -103,6 +110,9 @@ pub fn run(inputs: &[(String, String)], options: &Options) -> Result<Injected, I
             let label = format!("{name}: document {} ({})", index + 1, describe(&doc));
             process(&mut doc, options, &label, &mut out.notes);
             let after = yaml::dump(&doc);
+            if !reads_back(&after) {
+                return Err(InjectError::Unwritable { label });
+            }
             out.diff.push_str(&diff::unified(
                 &before,
                 &after,
@@ -113,6 +123,13 @@ pub fn run(inputs: &[(String, String)], options: &Options) -> Result<Injected, I
         }
     }
     Ok(out)
+}
+
+/// Whether `text` (one written document) loads as one document that is
+/// written the same again (numbers built as integers load as verbatim text,
+/// so the written form is what is compared).
+fn reads_back(text: &str) -> bool {
+    matches!(yaml::load(text).as_deref(), Ok([again]) if yaml::dump(again) == text)
 }
 
 /// `Kind/name` of a document.

@@ -200,3 +200,23 @@ fn dry_run_diff_shows_only_additions() {
     );
     assert!(out.diff.contains("+      initContainers:"), "{}", out.diff);
 }
+
+#[test]
+fn a_document_that_would_not_read_back_is_refused() {
+    // Found by fuzz/inject_yaml: 300 control characters make a key that is
+    // 1800 characters once escaped, beyond YAML's 1024 for a simple key, so
+    // the writer's output did not load.
+    let key = "\u{1}".repeat(300);
+    let text = format!("kind: ConfigMap\n{key}: x\n");
+    let error = run(&[("in.yaml".into(), text)], &Options::default()).unwrap_err();
+    assert!(
+        matches!(&error, InjectError::Unwritable { label } if label.contains("document 1")),
+        "{error}"
+    );
+    // Every document is still checked; ordinary ones pass.
+    let out = inject(
+        &format!("{DEPLOYMENT}---\nkind: ConfigMap\nx: 1\n"),
+        &Options::default(),
+    );
+    assert_eq!(yaml::load(&out.yaml).unwrap().len(), 2);
+}
