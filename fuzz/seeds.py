@@ -118,3 +118,9 @@ write("disk_segment", "bad_crc", head + r1[:4] + b"\0\0\0\0" + r1[8:] + r3)
 write("disk_segment", "empty_fields", head + r3 + r3)
 write("disk_segment", "payload_only", r1[8:])
 write("disk_segment", "foreign", b"NOPE" + struct.pack("<I", 1) + r1)
+
+# "billion laughs": refused before expanding (regression seeds)
+laughs = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))
+write("inject_yaml", "billion_laughs", "\x00kind: ConfigMap\n" + laughs)
+write("config_load", "billion_laughs_yaml", "\x01admin: {}\n" + laughs)
