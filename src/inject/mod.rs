@@ -109,10 +109,9 @@ pub fn run(inputs: &[(String, String)], options: &Options) -> Result<Injected, I
             let before = yaml::dump(&doc);
             let label = format!("{name}: document {} ({})", index + 1, describe(&doc));
             process(&mut doc, options, &label, &mut out.notes);
-            let after = yaml::dump(&doc);
-            if !reads_back(&after) {
+            let Some(after) = yaml::dump_checked(&doc) else {
                 return Err(InjectError::Unwritable { label });
-            }
+            };
             out.diff.push_str(&diff::unified(
                 &before,
                 &after,
@@ -123,13 +122,6 @@ pub fn run(inputs: &[(String, String)], options: &Options) -> Result<Injected, I
         }
     }
     Ok(out)
-}
-
-/// Whether `text` (one written document) loads as one document that is
-/// written the same again (numbers built as integers load as verbatim text,
-/// so the written form is what is compared).
-fn reads_back(text: &str) -> bool {
-    matches!(yaml::load(text).as_deref(), Ok([again]) if yaml::dump(again) == text)
 }
 
 /// `Kind/name` of a document.

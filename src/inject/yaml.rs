@@ -115,9 +115,29 @@ impl AliasCounter {
 
 /// Writes one document, starting with `---` and ending with a newline.
 pub fn dump(doc: &Yaml) -> String {
+    dump_with(doc, true)
+}
+
+/// [`dump`], checked: the text must load as one document that is written
+/// the same again (integers built in code load as verbatim numbers, so the
+/// written form is compared). When block literals do not read back (a value
+/// starting with spaces), strings are written quoted; `None` when that
+/// fails too (e.g. a key over YAML's 1024-character limit once escaped).
+pub fn dump_checked(doc: &Yaml) -> Option<String> {
+    [true, false].into_iter().find_map(|multiline| {
+        let text = dump_with(doc, multiline);
+        let again = load(&text).ok()?;
+        match again.as_slice() {
+            [again] if dump_with(again, multiline) == text => Some(text),
+            _ => None,
+        }
+    })
+}
+
+fn dump_with(doc: &Yaml, multiline: bool) -> String {
     let mut out = String::new();
     let mut emitter = YamlEmitter::new(&mut out);
-    emitter.multiline_strings(true);
+    emitter.multiline_strings(multiline);
     // Writing into a String cannot fail; an alias-free tree always emits.
     let _ = emitter.dump(doc);
     out.push('\n');
