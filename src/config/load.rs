@@ -139,6 +139,10 @@ fn build_unmasked(
     env: &HashMap<String, String>,
 ) -> Result<Config, ConfigErrors> {
     let mut builder = config::Config::builder();
+    if let Some((text, Format::Yaml)) = file {
+        crate::inject::yaml::check_aliases(text)
+            .map_err(|e| ConfigErrors::one("", format!("cannot parse configuration: {e}")))?;
+    }
     if let Some((text, format)) = file {
         builder = builder.add_source(config::File::from_str(text, format.file_format()));
     }
@@ -254,5 +258,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(errors.to_string().contains("/nonexistent/sidewatch.toml"));
+    }
+
+    #[test]
+    fn yaml_alias_bombs_are_refused() {
+        // Found with fuzz/config_load (a hand-written "billion laughs"
+        // input): the YAML reader copied every alias, without bound.
+        let text = format!(
+            "admin: {{}}\n{}",
+            crate::inject::yaml::tests::billion_laughs()
+        );
+        let error = first_error(&text, Format::Yaml);
+        assert!(
+            error.message.contains("aliases would copy more than"),
+            "{error}"
+        );
     }
 }

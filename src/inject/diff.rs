@@ -13,8 +13,42 @@ enum Op {
 /// Lines of context around each change.
 const CONTEXT: usize = 3;
 
+/// Larger tables (cells) are not built: the changed middle is then shown
+/// deleted and inserted whole (found by fuzz/inject_yaml: aliases made a
+/// document of 100k lines, and the table ran out of time and memory).
+const MAX_CELLS: usize = 4_000_000;
+
 fn script(old: &[&str], new: &[&str]) -> Vec<Op> {
+    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let suffix = old[prefix..]
+        .iter()
+        .rev()
+        .zip(new[prefix..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (a, b) = (
+        &old[prefix..old.len() - suffix],
+        &new[prefix..new.len() - suffix],
+    );
+    let mut ops: Vec<Op> = (0..prefix).map(|k| Op::Keep(k, k)).collect();
+    ops.extend(middle(a, b).into_iter().map(|op| match op {
+        Op::Keep(i, j) => Op::Keep(i + prefix, j + prefix),
+        Op::Delete(i) => Op::Delete(i + prefix),
+        Op::Insert(j) => Op::Insert(j + prefix),
+    }));
+    let (tail_old, tail_new) = (old.len() - suffix, new.len() - suffix);
+    ops.extend((0..suffix).map(|k| Op::Keep(tail_old + k, tail_new + k)));
+    ops
+}
+
+fn middle(old: &[&str], new: &[&str]) -> Vec<Op> {
     let (n, m) = (old.len(), new.len());
+    if (n + 1).saturating_mul(m + 1) > MAX_CELLS {
+        return (0..n)
+            .map(Op::Delete)
+            .chain((0..m).map(Op::Insert))
+            .collect();
+    }
     // lcs[i][j]: common lines of old[i..] and new[j..].
     let mut lcs = vec![vec![0u32; m + 1]; n + 1];
     for i in (0..n).rev() {
@@ -135,5 +169,26 @@ mod tests {
             diff.contains("-2\n+two\n") && diff.contains("-25\n+twenty-five\n"),
             "{diff}"
         );
+    }
+
+    #[test]
+    fn large_inputs_stay_linear() {
+        // Found by fuzz/inject_yaml (a 10 s timeout): the table was n × m.
+        let old: Vec<String> = (0..30_000).map(|i| format!("l{i}")).collect();
+        let mut new = old.clone();
+        new.insert(15_000, "added".into());
+        let ops = script(
+            &old.iter().map(String::as_str).collect::<Vec<_>>(),
+            &new.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        assert_eq!(ops.iter().filter(|o| matches!(o, Op::Insert(_))).count(), 1);
+        // A large changed middle is shown deleted and inserted whole.
+        let a: Vec<String> = (0..3_000).map(|i| format!("a{i}")).collect();
+        let b: Vec<String> = (0..3_000).map(|i| format!("b{i}")).collect();
+        let ops = script(
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            &b.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        assert_eq!(ops.len(), 6_000);
     }
 }

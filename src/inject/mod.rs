@@ -73,6 +73,13 @@ pub enum InjectError {
         /// Where and what.
         error: yaml::SyntaxError,
     },
+    /// A document would not read back the same once written (the YAML
+    /// writer's limits, e.g. a key over 1024 characters once escaped).
+    #[error("{label}: cannot be written back as YAML that reads the same")]
+    Unwritable {
+        /// Which document.
+        label: String,
+    },
 }
 
 /// The result of a run.
@@ -102,7 +109,9 @@ pub fn run(inputs: &[(String, String)], options: &Options) -> Result<Injected, I
             let before = yaml::dump(&doc);
             let label = format!("{name}: document {} ({})", index + 1, describe(&doc));
             process(&mut doc, options, &label, &mut out.notes);
-            let after = yaml::dump(&doc);
+            let Some(after) = yaml::dump_checked(&doc) else {
+                return Err(InjectError::Unwritable { label });
+            };
             out.diff.push_str(&diff::unified(
                 &before,
                 &after,

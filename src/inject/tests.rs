@@ -200,3 +200,44 @@ fn dry_run_diff_shows_only_additions() {
     );
     assert!(out.diff.contains("+      initContainers:"), "{}", out.diff);
 }
+
+#[test]
+fn a_document_that_would_not_read_back_is_refused() {
+    // Found by fuzz/inject_yaml: 300 control characters make a key that is
+    // 1800 characters once escaped, beyond YAML's 1024 for a simple key, so
+    // the writer's output did not load.
+    let key = "\u{1}".repeat(300);
+    let text = format!("kind: ConfigMap\n{key}: x\n");
+    let error = run(&[("in.yaml".into(), text)], &Options::default()).unwrap_err();
+    assert!(
+        matches!(&error, InjectError::Unwritable { label } if label.contains("document 1")),
+        "{error}"
+    );
+    // Every document is still checked; ordinary ones pass.
+    let out = inject(
+        &format!("{DEPLOYMENT}---\nkind: ConfigMap\nx: 1\n"),
+        &Options::default(),
+    );
+    assert_eq!(yaml::load(&out.yaml).unwrap().len(), 2);
+}
+
+#[test]
+fn a_string_block_literals_cannot_hold_is_written_quoted() {
+    // Found while checking the fix above: the writer put a value starting
+    // with spaces or a newline in a `|` block without an indentation
+    // indicator, which does not load; such documents are written with
+    // quoted strings instead.
+    for value in [r#""  indented\nline\n""#, r#""\n leading newline""#] {
+        let text = format!("kind: ConfigMap\ndata:\n  k: {value}\n");
+        let out = inject(&text, &Options::default());
+        let docs = yaml::load(&out.yaml).unwrap();
+        let want = yaml::load(&text).unwrap();
+        assert_eq!(docs[0]["data"]["k"], want[0]["data"]["k"], "{}", out.yaml);
+    }
+    // Block literals stay where they load back.
+    let out = inject(
+        "kind: ConfigMap\ndata:\n  k: \"a\\nb\\n\"\n",
+        &Options::default(),
+    );
+    assert!(out.yaml.contains("k: |\n"), "{}", out.yaml);
+}

@@ -25,6 +25,7 @@ pub struct SyntaxError {
 
 /// Parses a multi-document stream; empty documents (a stray `---`) are dropped.
 pub fn load(text: &str) -> Result<Vec<Yaml>, SyntaxError> {
+    check_aliases(text)?;
     let mut loader = Loader::default();
     let mut parser = Parser::new_from_str(text);
     let result = parser.load(&mut loader, true);
@@ -43,11 +44,100 @@ pub fn load(text: &str) -> Result<Vec<Yaml>, SyntaxError> {
         .collect())
 }
 
+/// Aliases may copy at most this many nodes in all: a "billion laughs"
+/// document of a few hundred bytes would otherwise expand to gigabytes.
+pub const MAX_ALIASED_NODES: u64 = 100_000;
+
+/// Refuses a stream whose aliases would copy more than
+/// [`MAX_ALIASED_NODES`] nodes, before anything is built (used for
+/// manifests and YAML configs). Syntax errors are left to the loader.
+pub fn check_aliases(text: &str) -> Result<(), SyntaxError> {
+    let mut counter = AliasCounter::default();
+    let _ = Parser::new_from_str(text).load(&mut counter, true);
+    match counter.over {
+        None => Ok(()),
+        Some(mark) => Err(SyntaxError {
+            line: mark.line(),
+            column: mark.col() + 1,
+            message: format!("aliases would copy more than {MAX_ALIASED_NODES} nodes"),
+        }),
+    }
+}
+
+/// Counts the nodes each anchor stands for, and what aliases copy.
+#[derive(Default)]
+struct AliasCounter {
+    /// Open collections: nodes so far, anchor.
+    open: Vec<(u64, usize)>,
+    sizes: std::collections::HashMap<usize, u64>,
+    aliased: u64,
+    over: Option<Marker>,
+}
+
+impl MarkedEventReceiver for AliasCounter {
+    fn on_event(&mut self, event: Event, mark: Marker) {
+        if self.over.is_some() {
+            return;
+        }
+        match event {
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                self.open.push((1, anchor));
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some((size, anchor)) = self.open.pop() {
+                    self.node(size, anchor);
+                }
+            }
+            Event::Scalar(_, _, anchor, _) => self.node(1, anchor),
+            Event::Alias(id) => {
+                let size = self.sizes.get(&id).copied().unwrap_or(1);
+                self.aliased = self.aliased.saturating_add(size);
+                if self.aliased > MAX_ALIASED_NODES {
+                    self.over = Some(mark);
+                }
+                self.node(size, 0);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl AliasCounter {
+    fn node(&mut self, size: u64, anchor: usize) {
+        if anchor > 0 {
+            self.sizes.insert(anchor, size);
+        }
+        if let Some((parent, _)) = self.open.last_mut() {
+            *parent = parent.saturating_add(size);
+        }
+    }
+}
+
 /// Writes one document, starting with `---` and ending with a newline.
 pub fn dump(doc: &Yaml) -> String {
+    dump_with(doc, true)
+}
+
+/// [`dump`], checked: the text must load as one document that is written
+/// the same again (integers built in code load as verbatim numbers, so the
+/// written form is compared). When block literals do not read back (a value
+/// starting with spaces), strings are written quoted; `None` when that
+/// fails too (e.g. a key over YAML's 1024-character limit once escaped).
+pub fn dump_checked(doc: &Yaml) -> Option<String> {
+    [true, false].into_iter().find_map(|multiline| {
+        let text = dump_with(doc, multiline);
+        let again = load(&text).ok()?;
+        match again.as_slice() {
+            [again] if dump_with(again, multiline) == text => Some(text),
+            _ => None,
+        }
+    })
+}
+
+fn dump_with(doc: &Yaml, multiline: bool) -> String {
     let mut out = String::new();
     let mut emitter = YamlEmitter::new(&mut out);
-    emitter.multiline_strings(true);
+    emitter.multiline_strings(multiline);
     // Writing into a String cannot fail; an alias-free tree always emits.
     let _ = emitter.dump(doc);
     out.push('\n');
@@ -253,7 +343,7 @@ pub fn int(node: &Yaml) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -298,5 +388,33 @@ mod tests {
     fn aliases_are_expanded() {
         let docs = load("x: &v {a: 1}\nz: *v\n").unwrap();
         assert_eq!(docs[0]["z"]["a"], Yaml::Real("1".into()));
+    }
+
+    /// Nine levels of ten aliases each: 10^9 nodes from 500 bytes.
+    pub(crate) fn billion_laughs() -> String {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let items = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn alias_bombs_are_refused_before_expanding() {
+        // Found with fuzz/inject_yaml (a hand-written "billion laughs"
+        // input): the loader copied every alias and ran out of time and memory.
+        let err = load(&format!("kind: ConfigMap\n{}", billion_laughs())).unwrap_err();
+        assert!(
+            err.message.contains("aliases would copy more than"),
+            "{err}"
+        );
+        assert_eq!(err.line, 6, "{err}");
+        // Ordinary anchor use stays fine, up to the limit.
+        let items = vec!["*v"; 9_000].join(", ");
+        assert!(load(&format!(
+            "x: &v [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\ny: [{items}]\n"
+        ))
+        .is_ok());
     }
 }

@@ -11,7 +11,7 @@
 //! `timeout`, `status`, `shape` (the JSON does not match the mapping; the
 //! failing pointer is in `/status`).
 
-mod mapping;
+pub mod mapping;
 pub mod presets;
 mod promtext;
 mod reexpose;

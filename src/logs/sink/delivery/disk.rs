@@ -314,7 +314,7 @@ fn scan(path: &Path) -> io::Result<(u64, u64)> {
 /// both; `None` at the end or at a record that does not check out (length
 /// beyond `limit`, torn, bad checksum).
 fn read_record(
-    reader: &mut BufReader<File>,
+    reader: &mut impl Read,
     position: &mut u64,
     limit: u64,
 ) -> io::Result<Option<Vec<u8>>> {
@@ -334,6 +334,29 @@ fn read_record(
     }
     *position = start + 8 + u64::from(len);
     Ok(Some(payload))
+}
+
+/// Decodes a whole segment held in memory, as [`DiskBuffer`] reads one from
+/// disk: the header, then records up to the first that does not check out.
+/// Returns the events of the records that decode and the length of the valid
+/// part (0 when the header is not ours). For fuzzing and tests.
+pub fn read_segment(bytes: &[u8]) -> (Vec<Event>, u64) {
+    let limit = bytes.len() as u64;
+    let mut reader = bytes;
+    let mut header = [0u8; HEADER as usize];
+    if reader.read_exact(&mut header).is_err()
+        || &header[..4] != MAGIC
+        || u32::from_le_bytes([header[4], header[5], header[6], header[7]]) != VERSION
+    {
+        return (Vec::new(), 0);
+    }
+    let mut position = HEADER;
+    let mut sources = Vec::new();
+    let mut events = Vec::new();
+    while let Ok(Some(payload)) = read_record(&mut reader, &mut position, limit) {
+        events.extend(decode(&payload, &mut sources));
+    }
+    (events, position)
 }
 
 /// Appends `event` as one record.

@@ -116,3 +116,31 @@ fn a_foreign_file_is_not_read() {
     assert!(buffer.append(&events(0..1)).unwrap());
     assert_eq!(ids(&buffer.read(10).unwrap().unwrap()), [0]);
 }
+
+#[test]
+fn read_segment_reads_what_the_buffer_wrote_up_to_a_bad_record() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut buffer, _) = DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+        assert!(buffer.append(&events(0..5)).unwrap());
+    }
+    let path = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (read, valid) = read_segment(&bytes);
+    assert_eq!(valid, bytes.len() as u64);
+    let ids: Vec<u64> = read
+        .iter()
+        .map(|e| e.fields.get("i").and_then(|v| v.as_u64()).unwrap())
+        .collect();
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
+    let whole = bytes.len() as u64;
+    bytes.extend_from_slice(&[255, 255, 255, 255, 0, 0]);
+    assert_eq!(read_segment(&bytes).1, whole, "a torn tail is not read");
+    assert_eq!(read_segment(b"SWDB\x09\0\0\0").1, 0, "another version");
+    assert_eq!(read_segment(b"").1, 0);
+}
