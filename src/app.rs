@@ -19,6 +19,9 @@ use crate::collect::Collector;
 use crate::config::{Config, PodInfo};
 use crate::logs::rules::LogRules;
 use crate::logs::ExtraSource;
+use crate::otlp::metrics::MetricsExporter;
+use crate::otlp::traces::SpanQueue;
+use crate::otlp::Otlp;
 use crate::proxy::{AccessLog, Proxy, ProxyError};
 use crate::shutdown::{self, Shutdown};
 use crate::statsd::{Intake, StatsdServer};
@@ -132,24 +135,51 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, RunErr
         &mut registry,
     )
     .map_err(build_error)?;
+    let otlp = Otlp::build(&config, &pod, &mut registry, &status).map_err(|e| RunError::Build {
+        key: e.key.into(),
+        message: e.message,
+    })?;
     let (access, extra) = access_log(&config);
-    let pipeline =
-        crate::logs::Pipeline::build_with(&config.logs, &pod, &mut registry, &status, extra)
-            .map_err(build_error)?
-            .map(|pipeline| pipeline.with_rules(rules));
+    let pipeline = crate::logs::Pipeline::build_with(
+        &config.logs,
+        &pod,
+        &mut registry,
+        &status,
+        extra,
+        otlp.as_ref(),
+    )
+    .map_err(build_error)?
+    .map(|pipeline| pipeline.with_rules(rules));
     let pipeline_latch = pipeline.is_some().then(|| readiness.latch("pipeline"));
     let statsd = build_statsd(&config, &overflow, &mut registry)?;
     let statsd_addr = statsd.as_ref().and_then(|s| s.local_addr().ok());
-    let proxy = build_proxy(&config, access, &overflow, &mut registry).await?;
+    let (spans, span_exporter) = match &otlp {
+        Some(otlp) if config.otlp.traces.enabled && config.proxy.is_enabled() => {
+            let dropped = otlp.client.metrics().spans_dropped.clone();
+            let (queue, exporter) = SpanQueue::channel(&config.otlp.traces, dropped, otlp.clone());
+            (Some(queue), Some(exporter))
+        }
+        _ => (None, None),
+    };
+    let proxy = build_proxy(&config, access, spans, &overflow, &mut registry).await?;
     let proxy_addr = proxy.as_ref().and_then(|p| p.local_addr().ok());
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let state = Arc::new(AdminState::new(
-        Arc::new(registry),
-        readiness,
-        status.clone(),
-    ));
+    let registry = Arc::new(registry);
+    let state = Arc::new(AdminState::new(registry.clone(), readiness, status.clone()));
+    if let Some(otlp) = otlp.filter(|_| config.otlp.metrics_enabled()) {
+        let exporter = MetricsExporter::new(
+            registry,
+            otlp,
+            config.otlp.metrics.temporality,
+            config.otlp.metrics_interval(),
+        );
+        tasks.spawn(exporter.run(stop.clone()));
+    }
+    if let Some(exporter) = span_exporter {
+        tasks.spawn(exporter.run(stop.clone()));
+    }
     tasks.spawn(admin::serve(admin_listener, state, stop.clone()));
     admin_latch.release();
     let collectors = Collectors {
@@ -220,6 +250,7 @@ fn access_log(config: &Config) -> (Option<AccessLog>, Vec<ExtraSource>) {
 async fn build_proxy(
     config: &Config,
     access: Option<AccessLog>,
+    spans: Option<SpanQueue>,
     overflow: &OverflowMetrics,
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<Option<Proxy>, RunError> {
@@ -230,7 +261,7 @@ async fn build_proxy(
         key: "routes.templates".into(),
         message: e.to_string(),
     })?;
-    match Proxy::build(&config.proxy, routes, overflow, registry, access).await {
+    match Proxy::build(&config.proxy, routes, overflow, registry, access, spans).await {
         Ok(proxy) => Ok(Some(proxy)),
         Err(ProxyError::Bind { addr, source }) => Err(RunError::Bind {
             key: "proxy.listen",

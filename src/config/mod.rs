@@ -8,6 +8,7 @@
 mod load;
 pub mod log_metrics;
 pub mod logs;
+pub mod otlp;
 mod pools;
 mod postgres;
 pub mod proxy;
@@ -64,6 +65,9 @@ pub struct Config {
     pub statsd: statsd::StatsdConfig,
     /// The reverse proxy in front of the app (`[proxy]`, off by default).
     pub proxy: proxy::ProxyConfig,
+    /// OpenTelemetry export over OTLP (`[otlp]`): metrics, proxy spans, and
+    /// the transport of `type = "otlp"` log sinks.
+    pub otlp: otlp::OtlpConfig,
 }
 
 impl Config {

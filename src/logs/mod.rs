@@ -92,16 +92,18 @@ impl Pipeline {
         registry: &mut Registry,
         status: &StatusBoard,
     ) -> Result<Option<Self>, BuildError> {
-        Self::build_with(config, pod, registry, status, Vec::new())
+        Self::build_with(config, pod, registry, status, Vec::new(), None)
     }
 
-    /// [`Pipeline::build`] with sources from outside `[logs]` added.
+    /// [`Pipeline::build`] with sources from outside `[logs]` added, and the
+    /// OTLP exporter that `otlp` sinks send through.
     pub fn build_with(
         config: &LogsConfig,
         pod: &PodInfo,
         registry: &mut Registry,
         status: &StatusBoard,
         extra: Vec<ExtraSource>,
+        otlp: Option<&crate::otlp::Otlp>,
     ) -> Result<Option<Self>, BuildError> {
         if config.sources.is_empty() && extra.is_empty() {
             return Ok(None);
@@ -187,7 +189,7 @@ impl Pipeline {
         let network = config
             .sinks
             .iter()
-            .any(|s| matches!(s.kind, SinkKind::Loki | SinkKind::Http))
+            .any(|s| matches!(s.kind, SinkKind::Loki | SinkKind::Http | SinkKind::Otlp))
             .then(|| sink::delivery::DeliveryFamilies::register(registry));
         for (i, sink) in config.sinks.iter().enumerate() {
             let name = sink.effective_name().to_owned();
@@ -214,6 +216,26 @@ impl Pipeline {
                 }
                 (SinkKind::Stdout, _) => sink::launch(sink::stdout::StdoutSink::default(), report),
                 (SinkKind::Discard, _) => sink::launch(sink::discard::DiscardSink, report),
+                (SinkKind::Otlp, _) => {
+                    let (Some(families), Some(otlp)) = (&network, otlp) else {
+                        return Err(BuildError {
+                            key: format!("logs.sinks[{i}].type"),
+                            message: "the OTLP exporter was not built".into(),
+                        });
+                    };
+                    sink::otlp::build(
+                        sink,
+                        &config.stages.parse.message_field,
+                        &config.state_dir,
+                        report,
+                        families,
+                        otlp,
+                    )
+                    .map_err(|(key, message)| BuildError {
+                        key: format!("logs.sinks[{i}].{key}"),
+                        message,
+                    })?
+                }
                 (SinkKind::Loki | SinkKind::Http, _) => {
                     let Some(families) = &network else {
                         continue;

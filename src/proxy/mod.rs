@@ -51,6 +51,7 @@ pub struct Shared {
     metrics: ProxyMetrics,
     routes: RouteNormalizer,
     access: Option<AccessLog>,
+    spans: Option<crate::otlp::traces::SpanQueue>,
     tunnels: TaskTracker,
 }
 
@@ -88,13 +89,15 @@ pub enum ProxyError {
 
 impl Proxy {
     /// Registers the metrics and binds the listener. `access`, when set,
-    /// receives one event per request. `routes` turns paths into routes.
+    /// receives one event per request; `spans`, when set, samples requests
+    /// and receives their server spans. `routes` turns paths into routes.
     pub async fn build(
         config: &ProxyConfig,
         routes: RouteNormalizer,
         overflow: &OverflowMetrics,
         registry: &mut Registry,
         access: Option<AccessLog>,
+        spans: Option<crate::otlp::traces::SpanQueue>,
     ) -> Result<Self, ProxyError> {
         let upstream: http::uri::Authority = config
             .upstream
@@ -140,6 +143,7 @@ impl Proxy {
                 metrics,
                 routes,
                 access,
+                spans,
                 tunnels: TaskTracker::new(),
             }),
             builder,
