@@ -271,6 +271,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_endpoint_variable_alone_turns_metric_export_on_in_the_demo() {
+        let env = std::collections::HashMap::from([(
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+            "http://collector:4318".to_owned(),
+        )]);
+        let config = crate::demo::config(&env).unwrap();
+        assert_eq!(Otlp::signals(&config), vec![Signal::Metrics]);
+        let plain = crate::demo::config(&std::collections::HashMap::new()).unwrap();
+        assert!(Otlp::signals(&plain).is_empty());
+    }
+
+    #[test]
     fn hex_ids_are_checked() {
         assert_eq!(hex_id::<2>("0aFf"), Some([0x0a, 0xff]));
         assert_eq!(hex_id::<2>("0000"), None);
