@@ -198,15 +198,16 @@ fn records_carry_severity_body_attributes_and_trace_context() {
     assert_eq!(resource["service.name"], string("payments"));
     assert_eq!(resource["deployment.environment"], string("test"));
     assert_eq!(resource["k8s.pod.name"], string("payments-7d9"));
-    let scraped = metrics(admin);
-    assert_eq!(
-        sample(
-            &scraped,
-            "sidewatch_sink_events_total",
-            &[("sink", "otel"), ("outcome", "delivered")]
-        ),
-        Some(3.0)
-    );
+    // The answer reaches sidewatch just after the receiver recorded the request.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let delivered = [("sink", "otel"), ("outcome", "delivered")];
+    while sample(&metrics(admin), "sidewatch_sink_events_total", &delivered) != Some(3.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "3 events acknowledged"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     child.stop();
 }
 
