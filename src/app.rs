@@ -13,6 +13,9 @@ use prometheus_client::registry::Registry;
 
 use crate::admin::{self, AdminState, Guard, Readiness, StatusBoard};
 use crate::config::{Config, PodInfo};
+use crate::otlp::metrics::MetricsExporter;
+use crate::otlp::traces::SpanQueue;
+use crate::otlp::Otlp;
 use crate::proxy::{Proxy, ProxyError, ProxyMetrics};
 use crate::reload::live::{
     self, part, AppContext, BuiltCollectors, CollectorFamilies, Live, Spawner,
@@ -142,13 +145,29 @@ pub async fn start_with(
     if !config.log_metrics.is_empty() || config.statsd.enabled || config.proxy.is_enabled() {
         live.overflow();
     }
+    let mut otlp_registry = Registry::default();
+    let otlp =
+        Otlp::build(&config, &pod, &mut otlp_registry, &status).map_err(|e| RunError::Build {
+            key: e.key.into(),
+            message: e.message,
+        })?;
+    registries.set(part::OTLP, otlp_registry);
+    live.set_otlp(otlp.clone());
     let (rules, rules_registry) = live.build_rules(&config)?;
     live.install_rules(rules, rules_registry);
     let pipeline = live.build_pipeline(&config, live::access_log(&config))?;
     let pipeline_latch = pipeline.is_some().then(|| readiness.latch("pipeline"));
     let statsd = build_statsd(&config, &mut live)?;
     let statsd_addr = statsd.as_ref().and_then(|s| s.local_addr().ok());
-    let proxy = build_proxy(&config, &mut live).await?;
+    let (spans, span_exporter) = match &otlp {
+        Some(otlp) if config.otlp.traces.enabled && config.proxy.is_enabled() => {
+            let dropped = otlp.client.metrics().spans_dropped.clone();
+            let (queue, exporter) = SpanQueue::channel(&config.otlp.traces, dropped, otlp.clone());
+            (Some(queue), Some(exporter))
+        }
+        _ => (None, None),
+    };
+    let proxy = build_proxy(&config, &mut live, spans).await?;
     let proxy_addr = proxy.as_ref().and_then(|p| p.local_addr().ok());
     if let Some(proxy) = &proxy {
         live.set_proxy(proxy.handle());
@@ -160,6 +179,18 @@ pub async fn start_with(
     let state = Arc::new(
         AdminState::new(registries.clone(), readiness, status.clone()).with_guard(admin_guard),
     );
+    if let Some(otlp) = otlp.filter(|_| config.otlp.metrics_enabled()) {
+        let exporter = MetricsExporter::new(
+            registries.clone(),
+            otlp,
+            config.otlp.metrics.temporality,
+            config.otlp.metrics_interval(),
+        );
+        tasks.spawn(exporter.run(stop.clone()));
+    }
+    if let Some(exporter) = span_exporter {
+        tasks.spawn(exporter.run(stop.clone()));
+    }
     tasks.spawn(admin::serve(admin_listener, state, stop.clone()));
     admin_latch.release();
     live.spawn_collectors(collectors);
@@ -240,8 +271,12 @@ async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, RunErr
 }
 
 /// Builds the proxy and binds its listener, when enabled; its metrics go
-/// on their own registry part.
-async fn build_proxy(config: &Config, live: &mut Live) -> Result<Option<Proxy>, RunError> {
+/// on their own registry part. `spans`, when set, receives server spans.
+async fn build_proxy(
+    config: &Config,
+    live: &mut Live,
+    spans: Option<SpanQueue>,
+) -> Result<Option<Proxy>, RunError> {
     if !config.proxy.is_enabled() {
         return Ok(None);
     }
@@ -256,7 +291,7 @@ async fn build_proxy(config: &Config, live: &mut Live) -> Result<Option<Proxy>, 
     );
     let mut registry = Registry::default();
     metrics.register_on(&mut registry);
-    let built = Proxy::build(&config.proxy, routes, metrics, live.access()).await;
+    let built = Proxy::build(&config.proxy, routes, metrics, live.access(), spans).await;
     match built {
         Ok(proxy) => {
             live.registries().set(part::PROXY, registry);

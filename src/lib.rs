@@ -16,6 +16,7 @@ pub mod demo;
 pub mod http_client;
 pub mod inject;
 pub mod logs;
+pub mod otlp;
 pub mod proxy;
 pub mod reload;
 pub mod shutdown;

@@ -20,6 +20,44 @@ struct Board {
     collectors: BTreeMap<String, CollectorStatus>,
     sinks: BTreeMap<String, SinkStatus>,
     config: Option<serde_json::Value>,
+    otlp: BTreeMap<&'static str, ExportStatus>,
+}
+
+/// What `/status` shows for one OTLP signal (`metrics`, `logs`, `traces`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExportStatus {
+    /// Where it is sent (credentials masked).
+    pub endpoint: String,
+    /// Whether the last export was accepted; `None` before the first.
+    pub ok: Option<bool>,
+    /// Export requests so far.
+    pub exports: u64,
+    /// Export requests that were not accepted (unreachable, TLS, error answer).
+    pub failures: u64,
+    /// When an export was last accepted (RFC 3339).
+    pub last_success_at: Option<String>,
+    /// The last failure, free of secrets, kept after recovery.
+    pub last_error: Option<String>,
+    /// When it happened (RFC 3339).
+    pub last_error_at: Option<String>,
+    /// Items the receiver rejected in partial-success answers, since start.
+    pub rejected_items: u64,
+    /// The receiver's message with the last partial success.
+    pub last_partial_error: Option<String>,
+}
+
+/// What one OTLP export came to, for [`StatusBoard::otlp_export`].
+#[derive(Debug)]
+pub enum ExportResult {
+    /// Accepted; `rejected` items were refused in a partial success.
+    Accepted {
+        /// Items the receiver rejected.
+        rejected: u64,
+        /// The receiver's message about them.
+        message: String,
+    },
+    /// Not accepted.
+    Failed(String),
 }
 
 /// What `/status` shows for one collector.
@@ -67,6 +105,8 @@ pub struct StatusReport {
     /// The configuration file and the last reload (see `crate::reload`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<serde_json::Value>,
+    /// Every OTLP signal exported, by signal.
+    pub otlp: BTreeMap<&'static str, ExportStatus>,
 }
 
 impl Default for StatusBoard {
@@ -77,6 +117,7 @@ impl Default for StatusBoard {
                 collectors: BTreeMap::new(),
                 sinks: BTreeMap::new(),
                 config: None,
+                otlp: BTreeMap::new(),
             })),
         }
     }
@@ -142,6 +183,7 @@ impl StatusBoard {
             collectors: board.collectors.clone(),
             sinks: board.sinks.clone(),
             config: board.config.clone(),
+            otlp: board.otlp.clone(),
         }
     }
 
@@ -176,6 +218,46 @@ impl StatusBoard {
         let status = board.sinks.entry(name.to_owned()).or_default();
         status.retrying = false;
         status.recovered_at = Some(now);
+    }
+
+    /// Adds an OTLP signal sent to `endpoint` (masked) before its first export.
+    pub fn register_otlp(&self, signal: &'static str, endpoint: String) {
+        self.lock().otlp.insert(
+            signal,
+            ExportStatus {
+                endpoint,
+                ..ExportStatus::default()
+            },
+        );
+    }
+
+    /// Records one OTLP export of `signal`.
+    pub fn otlp_export(&self, signal: &'static str, result: ExportResult) {
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let mut board = self.lock();
+        let status = board.otlp.entry(signal).or_default();
+        status.exports += 1;
+        match result {
+            ExportResult::Accepted { rejected, message } => {
+                status.ok = Some(true);
+                status.last_success_at = Some(now);
+                if rejected > 0 || !message.is_empty() {
+                    status.rejected_items += rejected;
+                    status.last_partial_error = Some(message);
+                }
+            }
+            ExportResult::Failed(message) => {
+                status.ok = Some(false);
+                status.failures += 1;
+                status.last_error = Some(message);
+                status.last_error_at = Some(now);
+            }
+        }
+    }
+
+    /// One OTLP signal's status (for tests).
+    pub fn otlp(&self, signal: &str) -> Option<ExportStatus> {
+        self.lock().otlp.get(signal).cloned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Board> {

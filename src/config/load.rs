@@ -161,12 +161,13 @@ fn build_unmasked(
     let merged = builder
         .build()
         .map_err(|e| ConfigErrors::one("", format!("cannot parse configuration: {e}")))?;
-    let config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
+    let mut config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
         let key = e.path().to_string();
         let key = if key == "." { String::new() } else { key };
         ConfigErrors::one(key, e.into_inner().to_string())
     })?;
-    let errors = super::validate::validate(&config);
+    let mut errors = config.otlp.apply_env(env);
+    errors.extend(super::validate::validate(&config));
     if errors.is_empty() {
         Ok(config)
     } else {

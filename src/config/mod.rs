@@ -9,6 +9,7 @@ pub mod admin;
 mod load;
 pub mod log_metrics;
 pub mod logs;
+pub mod otlp;
 mod pools;
 mod postgres;
 pub mod proxy;
@@ -65,6 +66,9 @@ pub struct Config {
     pub statsd: statsd::StatsdConfig,
     /// The reverse proxy in front of the app (`[proxy]`, off by default).
     pub proxy: proxy::ProxyConfig,
+    /// OpenTelemetry export over OTLP (`[otlp]`): metrics, proxy spans, and
+    /// the transport of `type = "otlp"` log sinks.
+    pub otlp: otlp::OtlpConfig,
     /// Hot reload: watching the config file (`[reload]`).
     pub reload: ReloadConfig,
 }

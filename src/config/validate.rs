@@ -48,6 +48,13 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigError> {
     clashes_between_rules_and_statsd(config, &mut errors);
     config.proxy.validate(&mut errors);
     clashes_with_the_proxy(config, &mut errors);
+    config.otlp.validate(&mut errors);
+    if config.otlp.traces.enabled && !config.proxy.is_enabled() {
+        errors.push(
+            "otlp.traces.enabled",
+            "spans come from the proxy: turn `[proxy]` on (set `proxy.upstream`)",
+        );
+    }
     errors.0
 }
 

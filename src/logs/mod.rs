@@ -96,16 +96,18 @@ impl Pipeline {
         registry: &mut Registry,
         status: &StatusBoard,
     ) -> Result<Option<Self>, BuildError> {
-        Self::build_with(config, pod, registry, status, Vec::new())
+        Self::build_with(config, pod, registry, status, Vec::new(), None)
     }
 
-    /// [`Pipeline::build`] with sources from outside `[logs]` added.
+    /// [`Pipeline::build`] with sources from outside `[logs]` added, and the
+    /// OTLP exporter that `otlp` sinks send through.
     pub fn build_with(
         config: &LogsConfig,
         pod: &PodInfo,
         registry: &mut Registry,
         status: &StatusBoard,
         extra: Vec<ExtraSource>,
+        otlp: Option<&crate::otlp::Otlp>,
     ) -> Result<Option<Self>, BuildError> {
         if config.sources.is_empty() && extra.is_empty() {
             return Ok(None);
@@ -113,7 +115,7 @@ impl Pipeline {
         let metrics = Metrics::register(registry);
         let network =
             needs_network(config).then(|| sink::delivery::DeliveryFamilies::register(registry));
-        Self::build_parts(config, pod, &metrics, network.as_ref(), status, extra)
+        Self::build_parts(config, pod, &metrics, network.as_ref(), status, extra, otlp)
     }
 
     /// [`Pipeline::build_with`] on metric families registered beforehand,
@@ -126,6 +128,7 @@ impl Pipeline {
         network: Option<&sink::delivery::DeliveryFamilies>,
         status: &StatusBoard,
         extra: Vec<ExtraSource>,
+        otlp: Option<&crate::otlp::Otlp>,
     ) -> Result<Option<Self>, BuildError> {
         if config.sources.is_empty() && extra.is_empty() {
             return Ok(None);
@@ -233,6 +236,26 @@ impl Pipeline {
                 }
                 (SinkKind::Stdout, _) => sink::launch(sink::stdout::StdoutSink::default(), report),
                 (SinkKind::Discard, _) => sink::launch(sink::discard::DiscardSink, report),
+                (SinkKind::Otlp, _) => {
+                    let (Some(families), Some(otlp)) = (network, otlp) else {
+                        return Err(BuildError {
+                            key: format!("logs.sinks[{i}].type"),
+                            message: "the OTLP exporter was not built".into(),
+                        });
+                    };
+                    sink::otlp::build(
+                        sink,
+                        &config.stages.parse.message_field,
+                        &config.state_dir,
+                        report,
+                        families,
+                        otlp,
+                    )
+                    .map_err(|(key, message)| BuildError {
+                        key: format!("logs.sinks[{i}].{key}"),
+                        message,
+                    })?
+                }
                 (SinkKind::Loki | SinkKind::Http, _) => {
                     let Some(families) = network else {
                         return Err(BuildError {
@@ -333,7 +356,7 @@ pub fn needs_network(config: &LogsConfig) -> bool {
     config
         .sinks
         .iter()
-        .any(|s| matches!(s.kind, SinkKind::Loki | SinkKind::Http))
+        .any(|s| matches!(s.kind, SinkKind::Loki | SinkKind::Http | SinkKind::Otlp))
 }
 
 /// The stages task: runs the chain over each batch and fans it out to every

@@ -71,6 +71,8 @@ pub struct Exchange {
     head: Option<Head>,
     response_bytes: u64,
     ended: bool,
+    /// For the span: the client's address and HTTP version.
+    peer: Option<(std::net::IpAddr, &'static str)>,
 }
 
 struct Head {
@@ -100,9 +102,27 @@ impl Exchange {
             head: None,
             response_bytes: 0,
             ended: false,
+            peer: None,
             started,
             shared,
         }
+    }
+
+    /// Whether the request is sampled and gets a span.
+    pub fn traced(&self) -> bool {
+        self.identity.span.is_some()
+    }
+
+    /// Records the client's address and HTTP version (for the span).
+    pub fn client(&mut self, peer: std::net::SocketAddr, version: http::Version) {
+        let version = match version {
+            http::Version::HTTP_09 => "0.9",
+            http::Version::HTTP_10 => "1.0",
+            http::Version::HTTP_2 => "2",
+            http::Version::HTTP_3 => "3",
+            _ => "1.1",
+        };
+        self.peer = Some((peer.ip(), version));
     }
 
     /// The response head is ready: counts the request and observes its
@@ -147,6 +167,21 @@ impl Drop for Exchange {
                 trace_id: &self.identity.trace_id,
                 aborted,
             });
+        }
+        if let (Some(span), Some(spans)) = (&self.identity.span, &self.shared.spans) {
+            let done = crate::otlp::traces::Finished {
+                method: self.method.as_str(),
+                route: &self.route,
+                path: &self.path,
+                status: head.status,
+                protocol_version: self.peer.map_or("1.1", |(_, v)| v),
+                client_address: self.peer.map(|(ip, _)| ip),
+                request_bytes,
+                response_bytes: self.response_bytes,
+                request_id: &self.identity.request_id,
+                aborted,
+            };
+            spans.emit(span.finish(&done, std::time::SystemTime::now()));
         }
     }
 }

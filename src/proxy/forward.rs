@@ -36,7 +36,8 @@ pub async fn handle(
     mut request: Request<Incoming>,
 ) -> Result<Response<Measured>, Infallible> {
     let started = Instant::now();
-    let identity = identity::ensure(request.headers_mut());
+    let sampler = shared.spans.as_ref().map(|spans| &spans.sampler);
+    let identity = identity::ensure_traced(request.headers_mut(), sampler);
     let mut exchange = Exchange::start(
         shared.clone(),
         started,
@@ -44,6 +45,9 @@ pub async fn handle(
         request.uri().path(),
         identity,
     );
+    if exchange.traced() {
+        exchange.client(peer, request.version());
+    }
     let upgrade = is_upgrade(request.headers());
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();

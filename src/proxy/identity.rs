@@ -1,12 +1,15 @@
 //! Request identity: `x-request-id` (UUID v7 when the client sent none) and
 //! W3C trace context (`traceparent` honoured as sent, created when missing
-//! or invalid, with the sampled flag off: sidewatch exports no span, so it
-//! never tells the app to trace everything).
+//! or invalid, with the sampled flag off: only when sidewatch samples the
+//! request and exports its span does the app see the flag on, with
+//! sidewatch's span as parent — see [`ensure_traced`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue};
 use rand::Rng;
+
+use crate::otlp::traces::{Sampler, ServerSpan};
 
 /// The request ID header.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -24,11 +27,69 @@ pub struct Identity {
     pub request_id: String,
     /// The 32-hex-digit trace ID of the forwarded `traceparent`.
     pub trace_id: String,
+    /// The server span, when the request is sampled for export.
+    pub span: Option<ServerSpan>,
 }
 
 /// Makes sure `headers` carry an `x-request-id` and a valid `traceparent`
 /// (adding them when missing), and returns both IDs.
 pub fn ensure(headers: &mut HeaderMap) -> Identity {
+    ensure_traced(headers, None)
+}
+
+/// [`ensure`], and with a `sampler` (span export on) the sampling decision:
+/// a sampled request gets a server span whose ID becomes the parent in the
+/// forwarded `traceparent` (flag sampled, `tracestate` kept); an unsampled
+/// one is forwarded as [`ensure`] does.
+pub fn ensure_traced(headers: &mut HeaderMap, sampler: Option<&Sampler>) -> Identity {
+    let Some(sampler) = sampler else {
+        return ensure_ids(headers);
+    };
+    let incoming = headers
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_parent);
+    let mut identity = ensure_ids(headers);
+    let parent = incoming.map(|(parent, _)| parent);
+    let sampled_flag = incoming.map(|(_, flags)| flags & 1 == 1);
+    if !sampler.sample(&identity.trace_id, sampled_flag) {
+        return identity;
+    }
+    let Some(trace_id) = crate::otlp::hex_id::<16>(&identity.trace_id) else {
+        return identity;
+    };
+    let span_id = nonzero_u64(&mut rand::rng()).to_be_bytes();
+    let value = format!(
+        "00-{}-{:016x}-01",
+        identity.trace_id,
+        u64::from_be_bytes(span_id)
+    );
+    headers.insert(TRACEPARENT, header(&value));
+    let trace_state = headers
+        .get(TRACESTATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    identity.span = Some(ServerSpan {
+        trace_id,
+        span_id,
+        parent_span_id: parent,
+        trace_state,
+        start: SystemTime::now(),
+    });
+    identity
+}
+
+/// The parent span ID and flags of a valid incoming `traceparent`.
+fn parse_parent(value: &str) -> Option<([u8; 8], u8)> {
+    parse_trace_id(value)?;
+    let value = value.trim();
+    let parent = crate::otlp::hex_id::<8>(&value[36..52])?;
+    let flags = u8::from_str_radix(&value[53..55], 16).ok()?;
+    Some((parent, flags))
+}
+
+fn ensure_ids(headers: &mut HeaderMap) -> Identity {
     let request_id = match headers.get(REQUEST_ID).map(HeaderValue::to_str) {
         Some(Ok(id)) if !id.trim().is_empty() && id.len() <= MAX_REQUEST_ID_BYTES => id.to_owned(),
         _ => {
@@ -60,6 +121,7 @@ pub fn ensure(headers: &mut HeaderMap) -> Identity {
     Identity {
         request_id,
         trace_id,
+        span: None,
     }
 }
 
@@ -194,5 +256,42 @@ mod tests {
         }
         let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra";
         assert!(parse_trace_id(future).is_some());
+    }
+
+    #[test]
+    fn sampled_requests_get_a_span_that_parents_the_app() {
+        use crate::config::otlp::OtlpTracesConfig;
+        let always = Sampler::new(&OtlpTracesConfig::default());
+        let sent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_static(sent));
+        let id = ensure_traced(&mut headers, Some(&always));
+        assert!(id.span.is_none(), "parent said not sampled");
+        assert_eq!(headers[TRACEPARENT], sent, "forwarded unchanged");
+
+        let sent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_static(sent));
+        headers.insert(TRACESTATE, HeaderValue::from_static("a=b"));
+        let id = ensure_traced(&mut headers, Some(&always));
+        let span = id.span.expect("sampled");
+        assert_eq!(
+            span.parent_span_id,
+            crate::otlp::hex_id::<8>("00f067aa0ba902b7")
+        );
+        assert_eq!(span.trace_state, "a=b");
+        let forwarded = headers[TRACEPARENT].to_str().unwrap().to_owned();
+        assert_eq!(parse_trace_id(&forwarded), Some(id.trace_id.as_str()));
+        assert!(forwarded.ends_with("-01"), "{forwarded}");
+        assert_eq!(
+            &forwarded[36..52],
+            format!("{:016x}", u64::from_be_bytes(span.span_id))
+        );
+
+        let mut headers = HeaderMap::new();
+        let id = ensure_traced(&mut headers, Some(&always));
+        let span = id.span.expect("new traces sampled at ratio 1");
+        assert!(span.parent_span_id.is_none());
+        assert!(headers[TRACEPARENT].to_str().unwrap().ends_with("-01"));
     }
 }

@@ -54,6 +54,7 @@ pub struct Shared {
     metrics: ProxyMetrics,
     routes: RouteNormalizer,
     access: Option<AccessLog>,
+    spans: Option<crate::otlp::traces::SpanQueue>,
     tunnels: TaskTracker,
 }
 
@@ -100,6 +101,8 @@ impl ProxyHandle {
     ) -> Result<(), ProxyError> {
         let current = self.get();
         let mut shared = Shared::build(config, routes, metrics, access, current.tunnels.clone())?;
+        // The span queue belongs to the OTLP exporter, which a reload keeps.
+        shared.spans = current.spans.clone();
         if shared.client_settings == current.client_settings {
             // No burst of new connections to the app, no cold pool.
             shared.client = current.client.clone();
@@ -156,6 +159,7 @@ impl Shared {
             metrics,
             routes,
             access,
+            spans: None,
             tunnels,
         })
     }
@@ -188,15 +192,18 @@ pub enum ProxyError {
 
 impl Proxy {
     /// Binds the listener; `metrics` are registered by the caller.
-    /// `access`, when set, receives one event per request. `routes` turns
-    /// paths into routes.
+    /// `access`, when set, receives one event per request; `spans`, when
+    /// set, samples requests and receives their server spans. `routes`
+    /// turns paths into routes.
     pub async fn build(
         config: &ProxyConfig,
         routes: RouteNormalizer,
         metrics: ProxyMetrics,
         access: Option<AccessLog>,
+        spans: Option<crate::otlp::traces::SpanQueue>,
     ) -> Result<Self, ProxyError> {
-        let shared = Shared::build(config, routes, metrics, access, TaskTracker::new())?;
+        let mut shared = Shared::build(config, routes, metrics, access, TaskTracker::new())?;
+        shared.spans = spans;
         let listener =
             TcpListener::bind(config.listen)
                 .await

@@ -8,8 +8,9 @@ use crate::config::Config;
 
 /// Sections whose change needs a restart: they hold listeners that are not
 /// rebound (admin), state read once at start (pod identity, the process
-/// collector's limits, the own log subscriber) or the reload setup itself.
-pub const RESTART_ONLY: [&str; 5] = ["admin", "self_log", "pod", "process", "reload"];
+/// collector's limits, the own log subscriber, the OTLP exporters and the
+/// span queue the proxy holds) or the reload setup itself.
+pub const RESTART_ONLY: [&str; 6] = ["admin", "self_log", "pod", "process", "reload", "otlp"];
 
 /// The top-level sections of `Config` that differ between `old` and `new`
 /// (compared as their serialized values, so every field counts).

@@ -40,6 +40,8 @@ pub mod part {
     pub const STATSD: &str = "statsd";
     /// The proxy's `http_*` and `sidewatch_proxy_*` families.
     pub const PROXY: &str = "proxy";
+    /// `sidewatch_otlp_*`.
+    pub const OTLP: &str = "otlp";
     /// `sidewatch_config_*`.
     pub const CONFIG: &str = "config";
 }
@@ -109,6 +111,9 @@ pub struct Live {
     access: Option<AccessLog>,
     proxy: Option<ProxyHandle>,
     statsd: Option<(StatsdHandle, StatsdMetrics)>,
+    /// The OTLP exporter `type = "otlp"` log sinks send through (built once
+    /// at start: `[otlp]` needs a restart).
+    otlp: Option<crate::otlp::Otlp>,
 }
 
 impl std::fmt::Debug for Live {
@@ -137,6 +142,7 @@ impl Live {
             access: None,
             proxy: None,
             statsd: None,
+            otlp: None,
         }
     }
 
@@ -276,11 +282,17 @@ impl Live {
             self.network.as_ref(),
             &self.ctx.status,
             extra,
+            self.otlp.as_ref(),
         )
         .map_err(build_error)?
         .map(|pipeline| pipeline.with_rules(self.rules.clone()));
         self.access = access;
         Ok(pipeline)
+    }
+
+    /// Sets the OTLP exporter log pipelines built from now on send through.
+    pub fn set_otlp(&mut self, otlp: Option<crate::otlp::Otlp>) {
+        self.otlp = otlp;
     }
 
     /// The access-log queue of the last built pipeline, for the proxy.

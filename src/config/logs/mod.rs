@@ -183,6 +183,9 @@ pub enum SinkKind {
     Loki,
     /// NDJSON POSTed to any HTTP endpoint.
     Http,
+    /// OTLP log records, sent with the `[otlp]` transport (endpoint, protocol,
+    /// headers, TLS); batching and retries from `delivery`.
+    Otlp,
 }
 
 /// When the file sink calls fsync.
@@ -202,7 +205,7 @@ pub enum Fsync {
 pub struct LogSinkConfig {
     /// Unique name, used as the `sink` label. Defaults to the type.
     pub name: String,
-    /// `stdout`, `file`, `loki`, `http`, or `discard` (forward nothing; for `[[log_metrics]]` only).
+    /// `stdout`, `file`, `loki`, `http`, `otlp`, or `discard` (forward nothing; for `[[log_metrics]]` only).
     #[serde(rename = "type")]
     pub kind: SinkKind,
     /// File sink: the file written; rotated files get `.1`, `.2`, ... appended.
@@ -245,7 +248,7 @@ pub struct LogSinkConfig {
     pub ca_file: Option<PathBuf>,
     /// Loki and HTTP sinks: accept any server certificate (testing only).
     pub insecure_skip_verify: bool,
-    /// Loki and HTTP sinks: batching, retries, buffering and dead letters.
+    /// Loki, HTTP and OTLP sinks: batching, retries, buffering and dead letters.
     pub delivery: DeliveryConfig,
 }
 
@@ -287,6 +290,7 @@ impl LogSinkConfig {
             ("", SinkKind::Discard) => "discard",
             ("", SinkKind::Loki) => "loki",
             ("", SinkKind::Http) => "http",
+            ("", SinkKind::Otlp) => "otlp",
             (name, _) => name,
         }
     }

@@ -135,13 +135,25 @@ impl LogsConfig {
             match (sink.kind, &sink.path) {
                 (SinkKind::File, None) => push(format!("{key}.path"), "must be set".into()),
                 (
-                    SinkKind::Stdout | SinkKind::Discard | SinkKind::Loki | SinkKind::Http,
+                    SinkKind::Stdout
+                    | SinkKind::Discard
+                    | SinkKind::Loki
+                    | SinkKind::Http
+                    | SinkKind::Otlp,
                     Some(_),
                 ) => push(format!("{key}.path"), "only for `type = \"file\"`".into()),
                 _ => {}
             }
             if matches!(sink.kind, SinkKind::Loki | SinkKind::Http) {
                 validate_network(&key, sink, &mut push);
+            } else if sink.kind == SinkKind::Otlp {
+                if sink.url.is_some() {
+                    push(
+                        format!("{key}.url"),
+                        "an `otlp` sink sends to `otlp.endpoint`; set it there".into(),
+                    );
+                }
+                validate_delivery(&key, sink, &mut push);
             } else if sink.url.is_some() {
                 push(
                     format!("{key}.url"),
@@ -285,6 +297,11 @@ fn validate_network(key: &str, sink: &LogSinkConfig, push: &mut impl FnMut(Strin
             }
         }
     }
+    validate_delivery(key, sink, push);
+}
+
+/// Checks of a network sink's `delivery` keys.
+fn validate_delivery(key: &str, sink: &LogSinkConfig, push: &mut impl FnMut(String, String)) {
     let delivery = &sink.delivery;
     for (field, value) in [
         ("batch_max_events", delivery.batch_max_events),

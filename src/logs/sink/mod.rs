@@ -15,6 +15,7 @@ pub mod file;
 pub mod http;
 pub mod loki;
 pub mod network;
+pub mod otlp;
 pub mod stdout;
 
 use std::future::Future;

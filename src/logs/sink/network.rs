@@ -1,11 +1,12 @@
-//! Building the network sinks (Loki, HTTP) from their config.
+//! Building the network sinks (Loki, HTTP; the parts OTLP shares) from their config.
 
 use std::path::Path;
 
+use super::delivery::client::{Endpoint, Transport};
 use super::delivery::dead_letter::DeadLetter;
 use super::delivery::disk::DiskBuffer;
 use super::delivery::Encode;
-use super::delivery::{client::Endpoint, DeliveryFamilies, NetworkSink, Parts};
+use super::delivery::{DeliveryFamilies, NetworkSink, Parts};
 use super::{drive, Launch, SinkReport};
 use crate::config::logs::{LogSinkConfig, SinkKind};
 
@@ -27,6 +28,40 @@ pub fn build(
         _ => url.clone(),
     };
     let endpoint = Endpoint::build(config, url).map_err(|e| ("url", e))?;
+    let parts = parts(
+        config,
+        state_dir,
+        report.clone(),
+        families,
+        Box::new(endpoint),
+    )?;
+    Ok(match config.kind {
+        SinkKind::Loki => launch(
+            NetworkSink::new(super::loki::LokiEncoder::new(config), parts),
+            report,
+        ),
+        _ => launch(
+            NetworkSink::new(
+                super::http::NdjsonEncoder {
+                    compression: config.compression,
+                },
+                parts,
+            ),
+            report,
+        ),
+    })
+}
+
+/// What every network sink is built from besides its encoder: the
+/// dead-letter file, the disk buffer (events of an earlier run recovered)
+/// and the delivery metrics, around `endpoint`.
+pub(super) fn parts(
+    config: &LogSinkConfig,
+    state_dir: &Path,
+    report: SinkReport,
+    families: &DeliveryFamilies,
+    endpoint: Box<dyn Transport>,
+) -> Result<Parts, BuildError> {
     let dead_letter_path = match &config.delivery.dead_letter_path {
         Some(path) => path.clone(),
         None => state_dir.join(format!("dead-letter-{}.jsonl", report.name)),
@@ -60,34 +95,19 @@ pub fn build(
     if let Some((_, recovered)) = &disk {
         metrics.corrupt_tails.inc_by(recovered.corrupt_tails);
     }
-    let parts = Parts {
+    Ok(Parts {
         endpoint,
         config: config.delivery.clone(),
         metrics,
         dead_letter: DeadLetter::new(&report.name, &dead_letter_path),
         disk: disk.map(|(disk, _)| disk),
-        report: report.clone(),
-    };
-    Ok(match config.kind {
-        SinkKind::Loki => launch(
-            NetworkSink::new(super::loki::LokiEncoder::new(config), parts),
-            report,
-        ),
-        _ => launch(
-            NetworkSink::new(
-                super::http::NdjsonEncoder {
-                    compression: config.compression,
-                },
-                parts,
-            ),
-            report,
-        ),
+        report,
     })
 }
 
 /// Like [`super::launch`], but starts the batcher before the first write so
 /// a disk buffer left by an earlier run drains at once.
-fn launch<E: Encode>(mut sink: NetworkSink<E>, report: SinkReport) -> Launch {
+pub(super) fn launch<E: Encode>(mut sink: NetworkSink<E>, report: SinkReport) -> Launch {
     report.status.register_sink(&report.name);
     Box::new(move |queue, abort| {
         Box::pin(async move {

@@ -50,6 +50,31 @@ pub enum Outcome {
     },
 }
 
+/// Sends one encoded batch and classifies the answer: an HTTP [`Endpoint`]
+/// (Loki, HTTP sinks) or the OTLP transport (`otlp` sink).
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `body` once.
+    fn send<'a>(
+        &'a self,
+        body: &'a Encoded,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>>;
+    /// Where requests go (for logs and `Debug`; never holds credentials).
+    fn describe(&self) -> String;
+}
+
+impl Transport for Endpoint {
+    fn send<'a>(
+        &'a self,
+        body: &'a Encoded,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>> {
+        Box::pin(Endpoint::send(self, body))
+    }
+
+    fn describe(&self) -> String {
+        crate::config::mask_url(&self.url)
+    }
+}
+
 /// Where a network sink sends, and how.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -138,7 +163,7 @@ impl Endpoint {
 }
 
 /// What a failed request (no answer) means.
-fn transport_error(error: &reqwest::Error) -> Outcome {
+pub(crate) fn transport_error(error: &reqwest::Error) -> Outcome {
     let reason = if error.is_timeout() {
         "timeout"
     } else {
@@ -173,7 +198,7 @@ fn error_kind(error: &reqwest::Error) -> &'static str {
 }
 
 /// The start of an error answer's body, as text.
-async fn answer(mut response: reqwest::Response) -> String {
+pub(crate) async fn answer(mut response: reqwest::Response) -> String {
     let mut body = Vec::new();
     while let Ok(Some(chunk)) = response.chunk().await {
         body.extend_from_slice(&chunk);

@@ -1,4 +1,4 @@
-//! Delivery shared by the network sinks (Loki, HTTP).
+//! Delivery shared by the network sinks (Loki, HTTP, OTLP).
 //!
 //! ```text
 //!  Sink::write ──bounded (buffer_batches)──► batcher ──► up to `in_flight` requests
@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use super::{Sink, SinkError, SinkReport};
 use crate::config::logs::DeliveryConfig;
 use crate::logs::Event;
-use client::{Encoded, Endpoint};
+use client::{Encoded, Transport};
 use dead_letter::DeadLetter;
 use disk::DiskBuffer;
 pub use metrics::{DeliveryFamilies, DeliveryMetrics};
@@ -58,16 +58,15 @@ impl<E: Encode> std::fmt::Debug for NetworkSink<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NetworkSink")
             .field("sink", &self.shared.report.name)
-            .field("url", &self.shared.endpoint.url().as_str())
+            .field("url", &self.shared.endpoint.describe())
             .finish()
     }
 }
 
 /// What a network sink is built from besides its encoder.
-#[derive(Debug)]
 pub struct Parts {
     /// Where requests go.
-    pub endpoint: Endpoint,
+    pub endpoint: Box<dyn Transport>,
     /// Batching and retry settings.
     pub config: DeliveryConfig,
     /// The sink's name, counters and `/status`.
@@ -78,6 +77,15 @@ pub struct Parts {
     pub dead_letter: DeadLetter,
     /// Where events go when memory is full (none: the sources are held back at once).
     pub disk: Option<DiskBuffer>,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field("endpoint", &self.endpoint.describe())
+            .field("sink", &self.report.name)
+            .finish()
+    }
 }
 
 impl<E: Encode> NetworkSink<E> {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::client::{Endpoint, Outcome};
+use super::client::{Outcome, Transport};
 use super::dead_letter::DeadLetter;
 use super::disk::{Chunk, DiskBuffer};
 use super::{DeliveryMetrics, Encode};
@@ -25,7 +25,7 @@ pub(super) enum Origin {
 
 pub(super) struct Shared<E> {
     pub encoder: E,
-    pub endpoint: Endpoint,
+    pub endpoint: Box<dyn Transport>,
     pub config: DeliveryConfig,
     pub report: SinkReport,
     pub metrics: DeliveryMetrics,
