@@ -128,7 +128,8 @@ fn otlp(endpoint: &str) -> Otlp {
 }
 
 fn metrics(c: &mut Criterion) {
-    let registry = Arc::new(registry());
+    let registry = sidewatch::telemetry::parts::Registries::new();
+    registry.set("bench", self::registry());
     let endpoint = receiver();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

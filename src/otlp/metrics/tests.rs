@@ -4,6 +4,8 @@ use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
+use prometheus_client::registry::Registry;
+
 use super::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
