@@ -17,9 +17,7 @@ use crate::otlp::metrics::MetricsExporter;
 use crate::otlp::traces::SpanQueue;
 use crate::otlp::Otlp;
 use crate::proxy::{Proxy, ProxyError, ProxyMetrics};
-use crate::reload::live::{
-    self, part, AppContext, BuiltCollectors, CollectorFamilies, Live, Spawner,
-};
+use crate::reload::live::{part, AppContext, BuiltCollectors, CollectorFamilies, Live, Spawner};
 use crate::reload::{self, ConfigSource, CurrentConfig, ReloadHandle, Reloader};
 use crate::shutdown::{self, Shutdown};
 use crate::statsd::StatsdServer;
@@ -155,7 +153,8 @@ pub async fn start_with(
     live.set_otlp(otlp.clone());
     let (rules, rules_registry) = live.build_rules(&config)?;
     live.install_rules(rules, rules_registry);
-    let pipeline = live.build_pipeline(&config, live::access_log(&config))?;
+    let access = live.access_log(&config);
+    let pipeline = live.build_pipeline(&config, access)?;
     let pipeline_latch = pipeline.is_some().then(|| readiness.latch("pipeline"));
     let statsd = build_statsd(&config, &mut live)?;
     let statsd_addr = statsd.as_ref().and_then(|s| s.local_addr().ok());

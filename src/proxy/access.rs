@@ -87,6 +87,7 @@ impl AccessLog {
     pub fn channel(capacity: usize) -> (Self, AccessSource) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let dropped = Counter::default();
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
         (Self { tx, dropped }, AccessSource { rx, info: None })
     }
 
@@ -104,10 +105,12 @@ impl AccessLog {
     }
 }
 
-/// The pipeline's end: a [`Source`] reading the queue.
-#[derive(Debug)]
+/// The pipeline's end: a [`Source`] reading the queue. Clones share the
+/// queue, which one running source holds at a time: a pipeline rebuilt on
+/// reload starts reading where the old one, drained, let go.
+#[derive(Debug, Clone)]
 pub struct AccessSource {
-    rx: mpsc::Receiver<Fields>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Fields>>>,
     info: Option<Arc<SourceInfo>>,
 }
 
@@ -143,13 +146,18 @@ impl AccessSource {
 }
 
 impl Source for AccessSource {
-    async fn run(mut self, ctx: SourceContext) {
+    async fn run(self, ctx: SourceContext) {
+        let shared = self.rx.clone();
+        let mut rx = tokio::select! {
+            rx = shared.lock() => rx,
+            () = ctx.stop.cancelled() => return,
+        };
         loop {
             let first = tokio::select! {
-                first = self.rx.recv() => first,
+                first = rx.recv() => first,
                 () = ctx.stop.cancelled() => {
                     // What is queued at stop still goes out.
-                    let _ = self.drain(&ctx, Vec::new()).await;
+                    let _ = self.drain(&ctx, &mut rx, Vec::new()).await;
                     return;
                 }
             };
@@ -158,7 +166,7 @@ impl Source for AccessSource {
                 () = tokio::time::sleep(LINGER) => {}
                 () = ctx.stop.cancelled() => {}
             }
-            if !self.drain(&ctx, vec![first]).await {
+            if !self.drain(&ctx, &mut rx, vec![first]).await {
                 return;
             }
         }
@@ -168,10 +176,15 @@ impl Source for AccessSource {
 impl AccessSource {
     /// Sends `batch` and everything queued behind it, [`BATCH`] events at a
     /// time; false once the pipeline is gone.
-    async fn drain(&mut self, ctx: &SourceContext, mut batch: Vec<Fields>) -> bool {
+    async fn drain(
+        &self,
+        ctx: &SourceContext,
+        rx: &mut mpsc::Receiver<Fields>,
+        mut batch: Vec<Fields>,
+    ) -> bool {
         loop {
             while batch.len() < BATCH {
-                match self.rx.try_recv() {
+                match rx.try_recv() {
                     Ok(fields) => batch.push(fields),
                     Err(_) => break,
                 }

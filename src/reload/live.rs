@@ -13,7 +13,7 @@ use crate::config::{Config, PodInfo};
 use crate::logs::rules::LogRules;
 use crate::logs::sink::delivery::DeliveryFamilies;
 use crate::logs::{BuildError, ExtraSource, Pipeline};
-use crate::proxy::{AccessLog, ProxyHandle};
+use crate::proxy::{AccessLog, AccessSource, ProxyHandle};
 use crate::shutdown::Shutdown;
 use crate::statsd::{Intake, StatsdHandle, StatsdMetrics};
 use crate::telemetry::cardinality::OverflowMetrics;
@@ -114,6 +114,8 @@ pub struct Live {
     /// The OTLP exporter `type = "otlp"` log sinks send through (built once
     /// at start: `[otlp]` needs a restart).
     otlp: Option<crate::otlp::Otlp>,
+    /// The access-log queue shared by every pipeline generation.
+    access_queue: Option<(usize, AccessLog, AccessSource)>,
 }
 
 impl std::fmt::Debug for Live {
@@ -143,6 +145,7 @@ impl Live {
             proxy: None,
             statsd: None,
             otlp: None,
+            access_queue: None,
         }
     }
 
@@ -295,6 +298,11 @@ impl Live {
         self.otlp = otlp;
     }
 
+    /// The access-log queue (and its source, for the pipeline) for `config`.
+    pub fn access_log(&mut self, config: &Config) -> (Option<AccessLog>, Vec<ExtraSource>) {
+        access_log(&mut self.access_queue, config)
+    }
+
     /// The access-log queue of the last built pipeline, for the proxy.
     pub fn access(&self) -> Option<AccessLog> {
         self.access.clone()
@@ -353,16 +361,32 @@ pub fn statsd_taken(config: &Config) -> Vec<String> {
     taken
 }
 
-/// The proxy's access-log queue and the log source reading it, when the
-/// proxy runs with access logs on.
-pub fn access_log(config: &Config) -> (Option<AccessLog>, Vec<ExtraSource>) {
+/// The proxy's access-log queue and a log source reading it, when the
+/// proxy runs with access logs on. The queue outlives pipeline generations:
+/// a reload hands the same queue to the new pipeline's source (which starts
+/// reading once the old one has drained and let go), so events of requests
+/// that finish while the pipeline is rebuilt wait in it instead of being
+/// dropped. A changed `proxy.access_log_queue` makes a new queue.
+pub fn access_log(
+    cached: &mut Option<(usize, AccessLog, AccessSource)>,
+    config: &Config,
+) -> (Option<AccessLog>, Vec<ExtraSource>) {
     if !config.proxy_access_log() {
+        *cached = None;
         return (None, Vec::new());
     }
-    let (access, source) = AccessLog::channel(config.proxy.access_log_queue);
+    let capacity = config.proxy.access_log_queue;
+    if cached.as_ref().is_none_or(|(size, _, _)| *size != capacity) {
+        let (access, source) = AccessLog::channel(capacity);
+        *cached = Some((capacity, access, source));
+    }
+    let Some((_, access, source)) = cached.as_ref() else {
+        return (None, Vec::new());
+    };
+    let source = source.clone();
     let extra = ExtraSource {
         name: crate::proxy::access::SOURCE_NAME.into(),
         launch: Box::new(move |info| crate::logs::source::launch(source.with_info(info))),
     };
-    (Some(access), vec![extra])
+    (Some(access.clone()), vec![extra])
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use prometheus_client::registry::Registry;
 
-use super::{access_log, part, statsd_taken, BuiltCollectors, Live};
+use super::{part, statsd_taken, BuiltCollectors, Live};
 use crate::app::RunError;
 use crate::config::Config;
 use crate::proxy::{AccessLog, ProxyHandle, ProxyMetrics};
@@ -99,7 +99,7 @@ impl Live {
         if let Some((rules, registry)) = rules {
             // The proxy writes into the new access-log queue from now on;
             // the old pipeline drains what is queued in the old one.
-            let (access, extra) = access_log(new);
+            let (access, extra) = self.access_log(new);
             if let Some((handle, routes, metrics)) = proxy.take() {
                 self.swap_proxy(&handle, new, routes, metrics, access.clone())?;
                 if proxy_changed {
@@ -123,7 +123,7 @@ impl Live {
                 }
                 Err(error) => {
                     tracing::error!(%error, "reload: cannot build the new log pipeline; starting the previous one again");
-                    let (access, extra) = access_log(old);
+                    let (access, extra) = self.access_log(old);
                     if let Ok(Some(pipeline)) = self.build_pipeline(old, (access.clone(), extra)) {
                         self.spawn_pipeline(pipeline);
                     }
