@@ -194,12 +194,30 @@ fn run(config: Config, mode: Mode) -> ExitCode {
     }
 }
 
+/// stderr for sidewatch's own log, dropping what cannot be written (stderr
+/// closed, as behind `| head`, or a full disk behind a redirect).
+/// tracing-subscriber reports a failed write with `eprintln!`, which panics
+/// when stderr is gone — in the signal task that left SIGTERM unanswered.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.self_log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| LossyStderr);
     match config.self_log.format {
         SelfLogFormat::Json => builder.json().with_current_span(false).init(),
         SelfLogFormat::Text => builder.init(),

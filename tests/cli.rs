@@ -304,3 +304,33 @@ fn demo_serves_moving_data() {
     signal(&child, "TERM");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
 }
+
+#[test]
+fn sigterm_is_answered_when_stderr_is_closed() {
+    // As behind `sidewatch run 2>&1 | head -1`: once the reader is gone,
+    // every log write fails; sidewatch must still stop on SIGTERM.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dir, "sw.toml", "[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("SIDEWATCH_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let addr = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let rest = &line[line.find("http://")? + 7..];
+            Some(rest[..rest.find("/metrics")?].to_owned())
+        })
+        .expect("sidewatch logs its admin address");
+    // The reader (and with it the pipe's read end) is dropped here.
+    assert_eq!(http_get(&addr, "/healthz").as_deref(), Some("ok\n"));
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
+}
