@@ -31,3 +31,9 @@ pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, Strin
     }
     Ok(map)
 }
+
+/// Standard base64 with padding, as `Authorization: Basic` carries it.
+pub fn base64(input: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(input)
+}

@@ -43,28 +43,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// Standard base64 with padding (what `Authorization: Basic` carries).
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Counters of token-file reloads.
 #[derive(Debug, Clone, Default)]
 pub struct ReloadCounters {
@@ -114,9 +92,9 @@ impl Auth {
                 reloads,
                 failed: Arc::default(),
             },
-            (None, Some(user), Some(password)) => Scheme::Basic(Secret::new(base64(
-                format!("{user}:{}", password.expose()).as_bytes(),
-            ))),
+            (None, Some(user), Some(password)) => Scheme::Basic(Secret::new(
+                crate::http_client::base64(format!("{user}:{}", password.expose()).as_bytes()),
+            )),
             _ => return Ok(None),
         };
         Ok(Some(Self { scheme }))
@@ -256,7 +234,7 @@ mod tests {
             ("foob", "Zm9vYg=="),
             ("Aladdin:open sesame", "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
         ] {
-            assert_eq!(base64(input.as_bytes()), output);
+            assert_eq!(crate::http_client::base64(input.as_bytes()), output);
         }
     }
 

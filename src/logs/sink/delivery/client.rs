@@ -108,7 +108,7 @@ impl Endpoint {
         let authorization = match (&sink.username, &sink.password, &sink.bearer_token) {
             (Some(user), Some(password), _) => Some(format!(
                 "Basic {}",
-                base64(format!("{user}:{}", password.expose()).as_bytes())
+                crate::http_client::base64(format!("{user}:{}", password.expose()).as_bytes())
             )),
             (_, _, Some(token)) => Some(format!("Bearer {}", token.expose())),
             _ => None,
@@ -251,39 +251,17 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
-/// Standard base64 with padding (for basic auth).
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> shift) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn base64_matches_rfc_4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(crate::http_client::base64(b""), "");
+        assert_eq!(crate::http_client::base64(b"f"), "Zg==");
+        assert_eq!(crate::http_client::base64(b"fo"), "Zm8=");
+        assert_eq!(crate::http_client::base64(b"foo"), "Zm9v");
+        assert_eq!(crate::http_client::base64(b"user:pass"), "dXNlcjpwYXNz");
     }
 
     #[test]
