@@ -35,23 +35,7 @@ const VARIANTS: &[(&str, &[&str], bool)] = &[
 #[test]
 fn lint_strict_passes_for_every_variant() {
     for (name, files, _) in VARIANTS {
-        let mut args = vec![
-            "lint".to_owned(),
-            "--strict".to_owned(),
-            chart().display().to_string(),
-        ];
-        for file in *files {
-            args.push("-f".into());
-            args.push(chart().join(file).display().to_string());
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = run(helm(), &args, "bash scripts/k8s-tools.sh");
-        assert!(
-            out.status.success(),
-            "helm lint --strict ({name}):\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_lint_strict(files, name);
     }
 }
 

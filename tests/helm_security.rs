@@ -32,20 +32,7 @@ fn secured_values_lint_and_render_valid_manifests() {
         &["values-demo.yaml", "ci/servicemonitor-values.yaml", SECURED],
         &["values-demo.yaml", "ci/classic-values.yaml", SECURED],
     ] {
-        let mut args = vec!["lint".to_owned(), "--strict".to_owned()];
-        args.push(chart().display().to_string());
-        for file in files {
-            args.push("-f".into());
-            args.push(chart().join(file).display().to_string());
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = run(helm(), &args, "bash scripts/k8s-tools.sh");
-        assert!(
-            out.status.success(),
-            "helm lint --strict {files:?}:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_lint_strict(files, &format!("{files:?}"));
         let native = !files.contains(&"ci/classic-values.yaml");
         let versions = if native {
             NATIVE_VERSIONS

@@ -1,4 +1,4 @@
-//! Shared by tests/helm.rs, tests/helm_assets.rs and tests/inject.rs: the real `helm`, `promtool`
+//! Shared by tests/helm.rs, tests/helm_security.rs, tests/helm_assets.rs and tests/inject.rs: the real `helm`, `promtool`
 //! and `kubernetes-validate` programs (installed by `scripts/k8s-tools.sh`
 //! and `scripts/test.sh`), and YAML helpers.
 
@@ -59,6 +59,28 @@ pub fn repo() -> PathBuf {
 /// The chart directory.
 pub fn chart() -> PathBuf {
     repo().join("helm/sidewatch")
+}
+
+/// Runs `helm lint --strict` on the chart with the values files `files`
+/// (relative to the chart) and asserts it passes; `what` names the case.
+pub fn assert_lint_strict(files: &[&str], what: &str) {
+    let mut args = vec![
+        "lint".to_owned(),
+        "--strict".to_owned(),
+        chart().display().to_string(),
+    ];
+    for file in files {
+        args.push("-f".into());
+        args.push(chart().join(file).display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(helm(), &args, "bash scripts/k8s-tools.sh");
+    assert!(
+        out.status.success(),
+        "helm lint --strict ({what}):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Parses a multi-document YAML stream; empty documents are dropped.
