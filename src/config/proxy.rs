@@ -29,10 +29,12 @@ pub struct ProxyConfig {
     /// Longest wait for the app's response headers (then `504`).
     #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
-    /// Idle keep-alive connections to the app are closed after this long.
+    /// Idle keep-alive connections of the pool (HTTP/2 clients, upgrades)
+    /// to the app are closed after this long; an HTTP/1.1 client connection's
+    /// own app connection lasts as long as the client connection.
     #[serde(with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
-    /// At most this many idle keep-alive connections to the app are kept.
+    /// At most this many idle pooled connections to the app are kept.
     pub pool_max_idle: usize,
     /// Largest request head (request line + headers) in bytes; larger ones get `431`.
     pub max_header_bytes: usize,

@@ -15,24 +15,30 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::body::{CountingBody, Exchange, Measured};
+use super::upstream::{Pinned, UpstreamError};
 use super::{identity, Shared};
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded except for an upgrade.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded except for an
+/// upgrade (names parsed once: a lookup by `&str` parses it every time).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
 ];
 
-/// Handles one request from a client at `peer`.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Handles one request from a client at `peer`; `pinned` is the client
+/// connection's own app connection (used for its plain HTTP/1 requests).
 pub async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
+    pinned: Arc<Pinned>,
     mut request: Request<Incoming>,
 ) -> Result<Response<Measured>, Infallible> {
     let started = Instant::now();
@@ -49,6 +55,7 @@ pub async fn handle(
         exchange.client(peer, request.version());
     }
     let upgrade = is_upgrade(request.headers());
+    let http1 = request.version() <= Version::HTTP_11;
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let authority = parts.uri.authority().cloned();
@@ -64,11 +71,24 @@ pub async fn handle(
     }
     append_forwarded_for(&mut parts.headers, peer);
     let body = CountingBody::new(body, exchange.request_bytes.clone());
-    let call = shared.client.request(Request::from_parts(parts, body));
+    let request = Request::from_parts(parts, body);
+    let call = async {
+        if http1 && !upgrade {
+            pinned
+                .send(&shared.upstream, shared.connect_timeout, request)
+                .await
+        } else {
+            shared
+                .client
+                .request(request)
+                .await
+                .map_err(UpstreamError::Pool)
+        }
+    };
     let mut answer = match tokio::time::timeout(shared.response_timeout, call).await {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => {
-            let reason = classify(&error);
+            let reason = error.reason();
             shared.metrics.upstream_error(reason);
             tracing::debug!(%error, reason, "proxy: upstream request failed");
             return Ok(error_response(StatusCode::BAD_GATEWAY, exchange));
@@ -127,14 +147,16 @@ fn error_response(status: StatusCode, mut exchange: Exchange) -> Response<Measur
 /// declined as RFC 9110 §7.8 allows: the request goes on as plain HTTP/1.1,
 /// so it is measured like any other; h2c clients use prior knowledge.
 fn is_upgrade(headers: &HeaderMap) -> bool {
+    if !headers.contains_key(header::UPGRADE) {
+        return false;
+    }
     let h2c_only = headers
         .get_all(header::UPGRADE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .all(|t| t.trim().eq_ignore_ascii_case("h2c"));
-    headers.contains_key(header::UPGRADE)
-        && !h2c_only
+    !h2c_only
         && headers
             .get_all(header::CONNECTION)
             .iter()
@@ -155,19 +177,19 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
     let ip = peer.ip().to_string();
-    let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(previous) => format!("{previous}, {ip}"),
         None => ip,
     };
     if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert("x-forwarded-for", value);
+        headers.insert(X_FORWARDED_FOR, value);
     }
 }
 
@@ -183,24 +205,6 @@ fn upstream_uri(upstream: &http::uri::Authority, original: &Uri) -> Uri {
         .path_and_query(path)
         .build()
         .unwrap_or_else(|_| Uri::from_static("http://127.0.0.1/"))
-}
-
-/// The `reason` of a failed upstream call.
-fn classify(error: &hyper_util::client::legacy::Error) -> &'static str {
-    if error.is_connect() {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-        while let Some(e) = source {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::TimedOut {
-                    return "connect_timeout";
-                }
-            }
-            source = e.source();
-        }
-        "connect"
-    } else {
-        "closed"
-    }
 }
 
 #[cfg(test)]

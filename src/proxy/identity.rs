@@ -6,7 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 
 use crate::otlp::traces::{Sampler, ServerSpan};
@@ -17,6 +17,11 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub const TRACEPARENT: &str = "traceparent";
 /// The W3C vendor trace state header, dropped with an invalid `traceparent`.
 pub const TRACESTATE: &str = "tracestate";
+/// The header names above, parsed once (a lookup by `&str` parses the name
+/// on every request).
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
+const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static(TRACEPARENT);
+const TRACESTATE_HEADER: HeaderName = HeaderName::from_static(TRACESTATE);
 /// Longest client-sent request ID kept; a longer one is replaced.
 pub const MAX_REQUEST_ID_BYTES: usize = 200;
 
@@ -46,7 +51,7 @@ pub fn ensure_traced(headers: &mut HeaderMap, sampler: Option<&Sampler>) -> Iden
         return ensure_ids(headers);
     };
     let incoming = headers
-        .get(TRACEPARENT)
+        .get(TRACEPARENT_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_parent);
     let mut identity = ensure_ids(headers);
@@ -64,9 +69,9 @@ pub fn ensure_traced(headers: &mut HeaderMap, sampler: Option<&Sampler>) -> Iden
         identity.trace_id,
         u64::from_be_bytes(span_id)
     );
-    headers.insert(TRACEPARENT, header(&value));
+    headers.insert(TRACEPARENT_HEADER, header(&value));
     let trace_state = headers
-        .get(TRACESTATE)
+        .get(TRACESTATE_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
@@ -90,16 +95,16 @@ fn parse_parent(value: &str) -> Option<([u8; 8], u8)> {
 }
 
 fn ensure_ids(headers: &mut HeaderMap) -> Identity {
-    let request_id = match headers.get(REQUEST_ID).map(HeaderValue::to_str) {
+    let request_id = match headers.get(REQUEST_ID_HEADER).map(HeaderValue::to_str) {
         Some(Ok(id)) if !id.trim().is_empty() && id.len() <= MAX_REQUEST_ID_BYTES => id.to_owned(),
         _ => {
             let id = uuid_v7();
-            headers.insert(REQUEST_ID, header(&id));
+            headers.insert(REQUEST_ID_HEADER, header(&id));
             id
         }
     };
     let trace_id = match headers
-        .get(TRACEPARENT)
+        .get(TRACEPARENT_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_trace_id)
     {
@@ -112,9 +117,9 @@ fn ensure_ids(headers: &mut HeaderMap) -> Identity {
             let trace_id = format!("{trace_id:032x}");
             // Sampled flag off: only a sidewatch that exports the span may set it.
             let value = format!("00-{trace_id}-{span_id:016x}-00");
-            headers.insert(TRACEPARENT, header(&value));
+            headers.insert(TRACEPARENT_HEADER, header(&value));
             // tracestate belongs to the traceparent it came with.
-            headers.remove(TRACESTATE);
+            headers.remove(TRACESTATE_HEADER);
             trace_id
         }
     };

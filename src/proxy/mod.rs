@@ -4,8 +4,9 @@
 //!
 //! Clients speak HTTP/1.1 (keep-alive, upgrades such as WebSocket spliced
 //! through) or HTTP/2 with prior knowledge (h2c); the app is reached over
-//! HTTP/1.1 through a keep-alive pool. Bodies stream both ways frame by
-//! frame, never buffered. Header limits answer `431`, slow headers are cut
+//! HTTP/1.1, on a connection pinned to each HTTP/1 client connection or, for
+//! HTTP/2 clients and upgrades, through a keep-alive pool (see
+//! [`upstream`]). Bodies stream both ways frame by frame, never buffered. Header limits answer `431`, slow headers are cut
 //! after `header_read_timeout`, an unreachable app answers `502` and a slow
 //! one `504`, each counted by reason.
 //!
@@ -18,6 +19,7 @@ mod body;
 mod forward;
 pub mod identity;
 pub mod metrics;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +52,7 @@ pub struct Shared {
     /// its pool of open connections to the app.
     client_settings: (Duration, Duration, usize),
     upstream: http::uri::Authority,
+    connect_timeout: Duration,
     response_timeout: Duration,
     metrics: ProxyMetrics,
     routes: RouteNormalizer,
@@ -155,6 +158,7 @@ impl Shared {
                 config.pool_max_idle,
             ),
             upstream,
+            connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
             metrics,
             routes,
@@ -318,7 +322,10 @@ impl Proxy {
             };
             let _ = stream.set_nodelay(true);
             let handle = self.shared.clone();
-            let service = service_fn(move |request| forward::handle(handle.get(), peer, request));
+            let pinned = Arc::new(upstream::Pinned::default());
+            let service = service_fn(move |request| {
+                forward::handle(handle.get(), peer, pinned.clone(), request)
+            });
             let connection = self
                 .builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)

@@ -1,0 +1,139 @@
+//! How the proxy reaches the app: each HTTP/1.1 client connection keeps one
+//! app connection of its own, and an app that closes idle connections
+//! (with or without saying so) costs no failed request. The app here is a
+//! raw-TCP HTTP/1.1 server on loopback that counts the connections it accepts.
+
+mod proxy_support;
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proxy_support::{read_head, start, value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the app does after each response.
+#[derive(Clone, Copy)]
+enum AfterResponse {
+    /// Waits for the next request on the same connection.
+    KeepAlive,
+    /// Closes the connection 50 ms later without having said so.
+    CloseSilently,
+}
+
+/// Starts the app; returns its address and its count of accepted connections.
+async fn counting_app(after: AfterResponse) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                loop {
+                    let head = read_head(&mut stream).await;
+                    if head.is_empty() {
+                        return;
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                    if let AfterResponse::CloseSilently = after {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Sends `count` GETs one after another on one client connection, each
+/// after `pause`; returns the status line of each response.
+async fn sequential_requests(proxy: &str, count: usize, pause: Duration) -> Vec<String> {
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..count {
+        tokio::time::sleep(pause).await;
+        let request = format!("GET /r/{i} HTTP/1.1\r\nHost: app\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let head = read_head(&mut stream).await;
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("no content-length in {head:?}"));
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).await.unwrap();
+        statuses.push(head.lines().next().unwrap_or_default().to_owned());
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_connection_keeps_one_app_connection() {
+    let (app, accepted) = counting_app(AfterResponse::KeepAlive).await;
+    let (sidewatch, base) = start(app, "").await;
+    let proxy = base.trim_start_matches("http://").to_owned();
+    let first = sequential_requests(&proxy, 20, Duration::ZERO).await;
+    assert!(first.iter().all(|s| s == "HTTP/1.1 200 OK"), "{first:?}");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "20 requests, one app connection"
+    );
+    let second = sequential_requests(&proxy, 5, Duration::ZERO).await;
+    assert!(second.iter().all(|s| s == "HTTP/1.1 200 OK"), "{second:?}");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "a second client connection, a second app connection"
+    );
+    sidewatch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_closing_idle_connections_silently_costs_no_failed_request() {
+    let (app, accepted) = counting_app(AfterResponse::CloseSilently).await;
+    let (sidewatch, base) = start(app, "").await;
+    let proxy = base.trim_start_matches("http://").to_owned();
+    let statuses = sequential_requests(&proxy, 10, Duration::from_millis(150)).await;
+    assert!(
+        statuses.iter().all(|s| s == "HTTP/1.1 200 OK"),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        10,
+        "a new app connection per request"
+    );
+    let text = sidewatch.metrics().await;
+    for reason in ["connect", "closed"] {
+        assert_eq!(
+            value(
+                &text,
+                "sidewatch_proxy_upstream_errors_total",
+                &[("reason", reason)]
+            ),
+            0.0,
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        value(
+            &text,
+            "http_requests_total",
+            &[("method", "GET"), ("route", "/r/{id}"), ("status", "200")]
+        ),
+        10.0
+    );
+    sidewatch.stop().await;
+}
