@@ -141,7 +141,7 @@ kills=()
 for f in 22 52 82; do kills+=($((seconds * f / 100))); done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); load at start $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "soak: ${seconds} s, ${rate} lines/s, rename rotation every 30 s, Loki down ${outage} s every ${every} s (503 / refused in turn), ${req_rate} req/s through the proxy, SIGKILL at ${kills[*]} s"
-printf "%6s %4s %8s %5s %8s %10s %12s\n" "t (s)" run "RSS MiB" FDs "lag (s)" "disk MiB" "received"
+printf "%6s %4s %8s %5s %8s %12s %10s %12s\n" "t (s)" run "RSS MiB" FDs "lag (s)" "unread MiB" "disk MiB" "received"
 run=1
 next_sample=10
 k=0
@@ -162,10 +162,12 @@ while kill -0 "$writer" 2>/dev/null; do
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$sw_pid/status" 2>/dev/null || echo 0)
     fds=$(ls "/proc/$sw_pid/fd" 2>/dev/null | wc -l)
     lag=$(metric 'sidewatch_log_lag_seconds{source="app"}')
+    unread=$(metric 'sidewatch_log_unread_bytes{source="app"}')
     disk=$(metric 'sidewatch_buffer_bytes{sink="loki",medium="disk"}')
     got=$(stats | field received 2>/dev/null || echo '?')
-    printf "%6d %4d %8.1f %5d %8.1f %10.1f %12s\n" "$t" "$run" "$(awk -v r="$rss" 'BEGIN {print r/1024}')" \
-      "$fds" "${lag:-0}" "$(awk -v d="${disk:-0}" 'BEGIN {print d/1048576}')" "$got"
+    printf "%6d %4d %8.1f %5d %8.1f %12.1f %10.1f %12s\n" "$t" "$run" "$(awk -v r="$rss" 'BEGIN {print r/1024}')" \
+      "$fds" "${lag:-0}" "$(awk -v u="${unread:-0}" 'BEGIN {print u/1048576}')" \
+      "$(awk -v d="${disk:-0}" 'BEGIN {print d/1048576}')" "$got"
     echo "$t $run $rss $fds" >> "$work/samples"
   fi
 done

@@ -4,7 +4,10 @@
 //! acknowledged (the file checkpoint moves past them; at SIGTERM what memory
 //! holds is parked there too); sidewatch is stopped and started again with
 //! Loki up, and the buffer drains — every event arrives, once. With the newest record corrupted between the runs, exactly that
-//! record is skipped and the corrupt tail counted.
+//! record is skipped and the corrupt tail counted. SIGKILLed during the
+//! outage instead, once memory has drained to disk (the checkpoint reaches
+//! the end of the file while Loki is still down), it repeats at most the
+//! batches in flight.
 
 mod logs_support;
 
@@ -166,5 +169,67 @@ fn a_corrupted_disk_buffer_skips_and_counts_its_tail() {
             &[("sink", "loki")]
         ),
         1.0
+    );
+}
+
+/// SIGKILLs the child when dropped (also when the test fails first).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_sigkill_during_an_outage_repeats_at_most_the_batches_in_flight() {
+    let server = LokiServer::start(Mode::Down);
+    let layout = Layout::new();
+    let admin = free_port();
+    let config = config(&layout, admin, &sink(&server.url()));
+    let log = layout.logs().join("app.log");
+    append(&log, (0..LINES).map(|id| line(id, 0, id)));
+    let size = std::fs::metadata(&log).unwrap().len();
+    let mut child = KillOnDrop(spawn(&config));
+    // Memory drains to the disk buffer, so every line is acknowledged and
+    // the checkpoint reaches the end of the file, with Loki still down.
+    let checkpoints = layout.state().join("checkpoints-app.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let offset = std::fs::read(&checkpoints)
+            .ok()
+            .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).ok())
+            .and_then(|doc| doc["files"][0]["offset"].as_u64());
+        if offset == Some(size) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "checkpoint at {offset:?} of {size} bytes: events still held in memory"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.ids().1, 0, "Loki was down");
+    child.0.kill().unwrap(); // SIGKILL
+    child.0.wait().unwrap();
+
+    let text = restart_and_collect(&config, admin, &server, LINES as usize);
+    let (ids, lines) = server.ids();
+    assert_eq!(ids.len() as u64, LINES, "none lost");
+    // in_flight = 1, batch_max_events = 100 (see `sink`).
+    let duplicates = lines as u64 - LINES;
+    eprintln!("{LINES} lines, SIGKILL during the outage: {duplicates} delivered twice (bound 100)");
+    assert!(
+        duplicates <= 100,
+        "{duplicates} duplicates, more than the one batch in flight"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "sidewatch_buffer_events",
+            &[("sink", "loki"), ("medium", "memory")]
+        ),
+        0.0
     );
 }

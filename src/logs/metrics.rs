@@ -57,6 +57,7 @@ pub struct Metrics {
     events: Family<SourceOutcome, Counter>,
     bytes: Family<SourceLabel, Counter>,
     lag: Family<SourceLabel, Gauge<f64, AtomicU64>>,
+    unread: Family<SourceLabel, Gauge>,
     sink_events: Family<SinkOutcome, Counter>,
     sink_retries: Family<SinkReason, Counter>,
     dropped: Family<StageReason, Counter>,
@@ -87,6 +88,7 @@ impl Metrics {
             events: Family::default(),
             bytes: Family::default(),
             lag: Family::default(),
+            unread: Family::default(),
             sink_events: Family::default(),
             sink_retries: Family::default(),
             dropped: Family::default(),
@@ -110,6 +112,11 @@ impl Metrics {
             "sidewatch_log_lag_seconds",
             "Age of the oldest event read but not yet acknowledged by every sink; 0 when caught up",
             metrics.lag.clone(),
+        );
+        registry.register(
+            "sidewatch_log_unread_bytes",
+            "Bytes of a file source's open files not read yet (file size minus read offset, summed); 0 when caught up",
+            metrics.unread.clone(),
         );
         registry.register(
             "sidewatch_sink_events",
@@ -170,6 +177,7 @@ impl Metrics {
             problems: OUTCOMES.map(|(name, _)| outcome(name)),
             bytes: self.bytes.get_or_create_owned(&label),
             lag: self.lag.get_or_create_owned(&label),
+            unread: self.unread.get_or_create_owned(&label),
             tail_files: FILE_STATES
                 .map(|state| self.tail_files.get_or_create_owned(&StateLabel { state })),
             checkpoint_writes: self.checkpoint_writes.clone(),
@@ -231,6 +239,8 @@ pub struct SourceMetrics {
     pub bytes: Counter,
     /// `sidewatch_log_lag_seconds{source}`.
     pub lag: Gauge<f64, AtomicU64>,
+    /// `sidewatch_log_unread_bytes{source}`.
+    pub unread: Gauge,
     /// `sidewatch_tail_files{state}` in [`FILE_STATES`] order (shared by all sources).
     pub tail_files: [Gauge; 3],
     /// `sidewatch_checkpoint_writes_total`.

@@ -99,6 +99,8 @@ struct Running {
     last_saved: Option<Checkpoints>,
     multiline: Option<MultilineConfig>,
     joiners: HashMap<u64, Joiner>,
+    /// How often the gauges are refreshed while a send waits.
+    poll_interval: Duration,
 }
 
 impl Source for FileSource {
@@ -118,6 +120,7 @@ impl Source for FileSource {
             last_saved: None,
             multiline: self.multiline,
             joiners: HashMap::new(),
+            poll_interval: self.poll_interval,
         };
         running.tailer.scan(&running.reporter);
         let mut last_scan = Instant::now();
@@ -133,7 +136,7 @@ impl Source for FileSource {
                 running.save().await;
                 last_checkpoint = Instant::now();
             }
-            running.update_lag();
+            running.update_gauges();
             let read = running.tailer.read(&mut chunks, &running.reporter);
             let flush = running.flush_joiners(false);
             if (!chunks.is_empty() || !flush.is_empty())
@@ -184,7 +187,7 @@ impl Source for FileSource {
             }
         }
         running.take_acks();
-        running.update_lag();
+        running.update_gauges();
         running.save().await;
     }
 }
@@ -200,12 +203,18 @@ impl Running {
         }
     }
 
-    fn update_lag(&self) {
+    /// Sets the lag and unread-bytes gauges.
+    fn update_gauges(&self) {
         let lag = self
             .tailer
             .oldest_pending()
             .map_or(0.0, |at| at.elapsed().as_secs_f64());
         self.info.metrics.lag.set(lag);
+        let unread = self.tailer.unread_bytes();
+        self.info
+            .metrics
+            .unread
+            .set(i64::try_from(unread).unwrap_or(i64::MAX));
     }
 
     /// Events the multiline joiners hold that are due (all with `all`).
@@ -275,10 +284,20 @@ impl Running {
         if batch.is_empty() {
             return true;
         }
-        tokio::select! {
-            biased;
-            sent = ctx.out.send(batch) => sent.is_ok(),
-            () = ctx.abort.cancelled() => false,
+        // Held back (a full pipeline): the gauges still follow the files and
+        // the acknowledgements.
+        let send = ctx.out.send(batch);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                biased;
+                sent = &mut send => return sent.is_ok(),
+                () = ctx.abort.cancelled() => return false,
+                () = tokio::time::sleep(self.poll_interval) => {
+                    self.take_acks();
+                    self.update_gauges();
+                }
+            }
         }
     }
 

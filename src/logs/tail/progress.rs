@@ -1,5 +1,6 @@
-//! The tailer's delivery progress: acknowledgements of the ranges it read,
-//! the lag they imply, and the checkpoint document they allow.
+//! The tailer's progress: how much of its open files is still unread, the
+//! acknowledgements of the ranges it read, the lag they imply, and the
+//! checkpoint document they allow.
 
 use std::time::Instant;
 
@@ -16,6 +17,18 @@ impl Tailer {
         if let Some(generation) = self.generations.get_mut(&stream) {
             generation.pending.remove(&start);
         }
+    }
+
+    /// Bytes of the open files not read yet: each file's size (one `fstat`
+    /// per open file) minus how far it was read, summed.
+    pub fn unread_bytes(&self) -> u64 {
+        self.files
+            .values()
+            .filter_map(|t| {
+                let size = t.file.as_ref()?.metadata().ok()?.len();
+                Some(size.saturating_sub(t.splitter.position()))
+            })
+            .sum()
     }
 
     /// When the oldest event read but not acknowledged was read.

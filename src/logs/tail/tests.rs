@@ -303,3 +303,34 @@ fn a_new_file_with_the_same_first_line_is_read_from_the_beginning() {
     assert!(log.has("added app.log 0 Beginning"), "{:?}", log.0.borrow());
     assert_eq!(drain(&mut tailer, &log), ["header", "new"]);
 }
+
+#[test]
+fn unread_bytes_are_what_the_open_files_hold_beyond_the_read_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!("{}\n", "x".repeat(99));
+    append(&dir.path().join("a.log"), &line.repeat(100));
+    append(&dir.path().join("b.log"), &line.repeat(30));
+    let log = Log::default();
+    let mut tailer = Tailer::new(options(dir.path(), "*.log"), None);
+    assert_eq!(tailer.unread_bytes(), 0, "nothing open yet");
+    tailer.scan(&log);
+    assert_eq!(tailer.unread_bytes(), 13_000);
+    let mut chunks = Vec::new();
+    assert_eq!(
+        tailer.read(&mut chunks, &log),
+        4096 + 3000,
+        "a chunk of each"
+    );
+    assert_eq!(tailer.unread_bytes(), 10_000 - 4096);
+    drain(&mut tailer, &log);
+    assert_eq!(tailer.unread_bytes(), 0);
+    append(&dir.path().join("a.log"), &line.repeat(5));
+    append(&dir.path().join("b.log"), "a partial line");
+    assert_eq!(tailer.unread_bytes(), 514);
+    drain(&mut tailer, &log);
+    assert_eq!(
+        tailer.unread_bytes(),
+        0,
+        "a partial line read counts as read"
+    );
+}

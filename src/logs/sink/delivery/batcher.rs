@@ -1,6 +1,7 @@
 //! The batcher: cuts batches from what the sink's `write` queued (by count,
 //! bytes and age) and from the disk buffer, and keeps up to `in_flight` of
-//! them being delivered.
+//! them being delivered. While requests fail, what it queued goes to the
+//! disk buffer instead (unless the disk is full).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,7 +43,22 @@ pub(super) async fn run<E: Encode>(shared: Arc<Shared<E>>, mut input: Receiver<V
     let mut oldest = Instant::now();
     let mut open = true;
     let mut in_flight = FuturesUnordered::new();
+    // Set when the disk buffer had no room for `pending`; cleared when a
+    // request ends (which may free room), so a full disk is not retried in a loop.
+    let mut disk_full = false;
     loop {
+        if open && !pending.is_empty() && !disk_full && shared.disk.is_some() && shared.failing() {
+            // An outage: what waits here goes to disk (acknowledged) rather
+            // than into requests that would fail and hold it in memory.
+            match shared.spill(std::mem::take(&mut pending)).await {
+                None => bytes = 0,
+                Some(back) => {
+                    pending = back;
+                    disk_full = true;
+                }
+            }
+            continue;
+        }
         let full = pending.len() >= config.batch_max_events || bytes >= config.batch_max_bytes;
         let can_send = in_flight.len() < config.in_flight;
         let due = oldest + config.batch_timeout;
@@ -77,7 +93,7 @@ pub(super) async fn run<E: Encode>(shared: Arc<Shared<E>>, mut input: Receiver<V
             return;
         }
         tokio::select! {
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => disk_full = false,
             batch = input.recv(), if open && !full => match batch {
                 Some(batch) => {
                     if pending.is_empty() {

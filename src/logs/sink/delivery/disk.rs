@@ -1,5 +1,6 @@
-//! The disk buffer of one network sink: events that do not fit in memory
-//! during an outage, in size-capped segment files under the state directory.
+//! The disk buffer of one network sink: the events of an outage (while
+//! requests fail, memory drains here; see the module above), in size-capped
+//! segment files under the state directory.
 //!
 //! A segment (`<sequence>.seg`) starts with the magic `SWDB` and a format
 //! version (u32 LE, now 1), then records: payload length (u32 LE), CRC-32 of

@@ -2,21 +2,33 @@
 //!
 //! ```text
 //!  Sink::write ──bounded (buffer_batches)──► batcher ──► up to `in_flight` requests
-//!                                           (size / age)     retry with backoff + jitter,
-//!                                                            Retry-After on 429/503;
-//!                                                            4xx → split → dead letter
+//!       │                                   (size / age)   retry with backoff + jitter,
+//!       │ while failing                          │          Retry-After on 429/503;
+//!       ▼                                        ▼          4xx → split → dead letter
+//!  disk buffer ◄── while failing: queued events and failed memory batches
+//!       └────────► batcher (read back; retried in place)
 //! ```
 //!
 //! [`NetworkSink::write`] moves the events into a bounded channel; a batcher
 //! task cuts batches by count, bytes and age and sends several at once. A
-//! batch is retried until the destination takes it, so an outage holds
-//! events in memory up to the bound, then the sink's `write` stops returning,
-//! its queue fills and the sources stop reading (files are their own buffer):
+//! batch is retried until the destination takes it. Events are acknowledged
+//! once the destination answered 2xx, once they are fsync'd in the disk
+//! buffer, or once they are dead-lettered.
+//!
+//! During an outage (the last request failed) memory drains to the disk
+//! buffer, if the sink has one: a memory batch whose request fails is
+//! written there instead of being retried from memory, the batcher moves
+//! what it queued there instead of cutting requests that would fail, and
+//! `write` puts new events there. So the sources' checkpoints pass
+//! everything read, and a crash during an outage repeats only the few
+//! batches in flight. Batches read from disk are retried in place (they are
+//! safe already). When the disk is full too, memory batches are retried in
+//! memory as without a disk buffer: the sink's `write` stops returning, its
+//! queue fills and the sources stop reading (files are their own buffer);
 //! nothing is dropped. A 4xx that names the content (400, 413, 422, ...) is
 //! split in halves until the bad events stand alone; each is written to the
-//! dead-letter file, counted, and acknowledged, so one bad event never blocks
-//! the stream. Events are acknowledged once the destination answered 2xx (or
-//! they are dead-lettered).
+//! dead-letter file, counted, and acknowledged, so one bad event never
+//! blocks the stream.
 
 mod batcher;
 pub mod client;
@@ -75,7 +87,7 @@ pub struct Parts {
     pub metrics: DeliveryMetrics,
     /// Where rejected events go.
     pub dead_letter: DeadLetter,
-    /// Where events go when memory is full (none: the sources are held back at once).
+    /// Where events go during an outage (none: memory holds them, then the sources are held back).
     pub disk: Option<DiskBuffer>,
 }
 
@@ -156,8 +168,8 @@ impl<E: Encode> Sink for NetworkSink<E> {
         self.shared.hold(&events);
         let mut spilled_once = false;
         loop {
-            // While the destination fails and memory is full, events go to
-            // disk; a slow but healthy destination just holds the sources back.
+            // While the destination fails, events go to disk; a slow but
+            // healthy destination just holds the sources back.
             if self.shared.failing() && !spilled_once && self.shared.disk.is_some() {
                 match self.shared.spill(events).await {
                     None => return Ok(()),
@@ -196,3 +208,6 @@ impl<E: Encode> Sink for NetworkSink<E> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -144,10 +144,12 @@ impl<E: Encode> Shared<E> {
     }
 
     /// Sends one batch until it is delivered, splitting it on a 4xx and
-    /// dead-lettering single rejected events; then releases its origin.
+    /// dead-lettering single rejected events; then releases its origin. A
+    /// memory batch whose request fails goes to the disk buffer when it has
+    /// room (it is retried from there), else it is retried here.
     pub async fn deliver(self: Arc<Self>, events: Vec<Event>, origin: Origin) {
         let mut work = vec![events];
-        while let Some(events) = work.pop() {
+        while let Some(mut events) = work.pop() {
             if events.is_empty() {
                 // Only undecodable disk records: nothing to send.
                 continue;
@@ -191,6 +193,14 @@ impl<E: Encode> Shared<E> {
                             work.push(events);
                             self.park(work, origin).await;
                             return;
+                        }
+                        if matches!(origin, Origin::Memory) && self.disk.is_some() {
+                            // Safe on disk (acknowledged), so the sources'
+                            // checkpoints pass it; retried from there.
+                            match self.spill(events).await {
+                                None => break,
+                                Some(back) => events = back, // no room: retry from memory
+                            }
                         }
                         tracing::warn!(sink = %self.report.name, error = %message, events = events.len(), retry_in = ?wait, "sink request failed; retrying");
                         tokio::select! {
