@@ -7,7 +7,7 @@ mod proxy_support;
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proxy_support::{read_head, start, value};
@@ -23,21 +23,31 @@ enum AfterResponse {
     CloseSilently,
 }
 
-/// Starts the app; returns its address and its count of accepted connections.
-async fn counting_app(after: AfterResponse) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// What the app saw.
+#[derive(Default)]
+struct Seen {
+    connections: AtomicUsize,
+    request_lines: Mutex<Vec<String>>,
+}
+
+/// Starts the app; returns its address and what it sees.
+async fn counting_app(after: AfterResponse) -> (std::net::SocketAddr, Arc<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
+    let seen = Arc::new(Seen::default());
+    let app_seen = seen.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
+            app_seen.connections.fetch_add(1, Ordering::SeqCst);
+            let seen = app_seen.clone();
             tokio::spawn(async move {
                 loop {
                     let head = read_head(&mut stream).await;
                     if head.is_empty() {
                         return;
                     }
+                    let line = head.lines().next().unwrap_or_default().to_owned();
+                    seen.request_lines.lock().unwrap().push(line);
                     let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
                     if stream.write_all(answer).await.is_err() {
                         return;
@@ -50,7 +60,7 @@ async fn counting_app(after: AfterResponse) -> (std::net::SocketAddr, Arc<Atomic
             });
         }
     });
-    (addr, accepted)
+    (addr, seen)
 }
 
 /// Sends `count` GETs one after another on one client connection, each
@@ -80,7 +90,8 @@ async fn sequential_requests(proxy: &str, count: usize, pause: Duration) -> Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_client_connection_keeps_one_app_connection() {
-    let (app, accepted) = counting_app(AfterResponse::KeepAlive).await;
+    let (app, seen) = counting_app(AfterResponse::KeepAlive).await;
+    let accepted = &seen.connections;
     let (sidewatch, base) = start(app, "").await;
     let proxy = base.trim_start_matches("http://").to_owned();
     let first = sequential_requests(&proxy, 20, Duration::ZERO).await;
@@ -90,6 +101,12 @@ async fn each_client_connection_keeps_one_app_connection() {
         1,
         "20 requests, one app connection"
     );
+    // The request line reaches the app in origin form, as the client sent it.
+    let lines = seen.request_lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 20);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line, &format!("GET /r/{i} HTTP/1.1"));
+    }
     let second = sequential_requests(&proxy, 5, Duration::ZERO).await;
     assert!(second.iter().all(|s| s == "HTTP/1.1 200 OK"), "{second:?}");
     assert_eq!(
@@ -102,7 +119,8 @@ async fn each_client_connection_keeps_one_app_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_closing_idle_connections_silently_costs_no_failed_request() {
-    let (app, accepted) = counting_app(AfterResponse::CloseSilently).await;
+    let (app, seen) = counting_app(AfterResponse::CloseSilently).await;
+    let accepted = &seen.connections;
     let (sidewatch, base) = start(app, "").await;
     let proxy = base.trim_start_matches("http://").to_owned();
     let statuses = sequential_requests(&proxy, 10, Duration::from_millis(150)).await;

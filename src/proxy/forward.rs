@@ -59,7 +59,14 @@ pub async fn handle(
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let authority = parts.uri.authority().cloned();
-    parts.uri = upstream_uri(&shared.upstream, &parts.uri);
+    let pinned_path = http1 && !upgrade;
+    parts.uri = if pinned_path {
+        // Sent as written: the request line must be in origin form.
+        origin_form(&parts.uri)
+    } else {
+        // The pool finds the connection by the URI's authority (and sends origin form).
+        upstream_uri(&shared.upstream, &parts.uri)
+    };
     parts.version = Version::HTTP_11;
     if !parts.headers.contains_key(header::HOST) {
         if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
@@ -73,7 +80,7 @@ pub async fn handle(
     let body = CountingBody::new(body, exchange.request_bytes.clone());
     let request = Request::from_parts(parts, body);
     let call = async {
-        if http1 && !upgrade {
+        if pinned_path {
             pinned
                 .send(&shared.upstream, shared.connect_timeout, request)
                 .await
@@ -193,6 +200,16 @@ fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
     }
 }
 
+/// `original` without scheme and authority: `<path?query>` (or `*`).
+fn origin_form(original: &Uri) -> Uri {
+    if original.authority().is_none() {
+        return original.clone();
+    }
+    original
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |path| Uri::from(path.clone()))
+}
+
 /// `http://<upstream><path?query>`.
 fn upstream_uri(upstream: &http::uri::Authority, original: &Uri) -> Uri {
     let path = original
@@ -263,5 +280,9 @@ mod tests {
         assert_eq!(uri, "http://127.0.0.1:8080/a/b?c=1");
         let uri = upstream_uri(&upstream, &Uri::from_static("http://example.com/x"));
         assert_eq!(uri, "http://127.0.0.1:8080/x");
+        let absolute = Uri::from_static("http://example.com/x?y=1");
+        assert_eq!(origin_form(&absolute), "/x?y=1");
+        assert_eq!(origin_form(&Uri::from_static("/a?b")), "/a?b");
+        assert_eq!(origin_form(&Uri::from_static("*")), "*");
     }
 }
