@@ -93,7 +93,7 @@ fn loki(c: &mut Criterion) {
                 if i % 50 == 49 {
                     // Untimed: remove what was written so the directory stays small.
                     while let Some(chunk) = disk.read(100_000).unwrap() {
-                        disk.delivered(chunk.segment, chunk.records);
+                        disk.delivered(chunk.id);
                     }
                 }
             }

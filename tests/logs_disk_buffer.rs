@@ -7,7 +7,8 @@
 //! record is skipped and the corrupt tail counted. SIGKILLed during the
 //! outage instead, once memory has drained to disk (the checkpoint reaches
 //! the end of the file while Loki is still down), it repeats at most the
-//! batches in flight.
+//! batches in flight; SIGKILLed while the buffer drains after the outage,
+//! too (each segment's delivery marker says how far it was delivered).
 
 mod logs_support;
 
@@ -172,6 +173,29 @@ fn a_corrupted_disk_buffer_skips_and_counts_its_tail() {
     );
 }
 
+/// Waits until memory has drained to the disk buffer, so every line is
+/// acknowledged and the checkpoint reaches the end of `log`, with Loki
+/// still down.
+fn wait_all_on_disk(layout: &Layout, log: &Path) {
+    let size = std::fs::metadata(log).unwrap().len();
+    let checkpoints = layout.state().join("checkpoints-app.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let offset = std::fs::read(&checkpoints)
+            .ok()
+            .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).ok())
+            .and_then(|doc| doc["files"][0]["offset"].as_u64());
+        if offset == Some(size) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "checkpoint at {offset:?} of {size} bytes: events still held in memory"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// SIGKILLs the child when dropped (also when the test fails first).
 struct KillOnDrop(std::process::Child);
 
@@ -190,26 +214,8 @@ fn a_sigkill_during_an_outage_repeats_at_most_the_batches_in_flight() {
     let config = config(&layout, admin, &sink(&server.url()));
     let log = layout.logs().join("app.log");
     append(&log, (0..LINES).map(|id| line(id, 0, id)));
-    let size = std::fs::metadata(&log).unwrap().len();
     let mut child = KillOnDrop(spawn(&config));
-    // Memory drains to the disk buffer, so every line is acknowledged and
-    // the checkpoint reaches the end of the file, with Loki still down.
-    let checkpoints = layout.state().join("checkpoints-app.json");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let offset = std::fs::read(&checkpoints)
-            .ok()
-            .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).ok())
-            .and_then(|doc| doc["files"][0]["offset"].as_u64());
-        if offset == Some(size) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "checkpoint at {offset:?} of {size} bytes: events still held in memory"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_all_on_disk(&layout, &log);
     assert_eq!(server.ids().1, 0, "Loki was down");
     child.0.kill().unwrap(); // SIGKILL
     child.0.wait().unwrap();
@@ -220,6 +226,62 @@ fn a_sigkill_during_an_outage_repeats_at_most_the_batches_in_flight() {
     // in_flight = 1, batch_max_events = 100 (see `sink`).
     let duplicates = lines as u64 - LINES;
     eprintln!("{LINES} lines, SIGKILL during the outage: {duplicates} delivered twice (bound 100)");
+    assert!(
+        duplicates <= 100,
+        "{duplicates} duplicates, more than the one batch in flight"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "sidewatch_buffer_events",
+            &[("sink", "loki"), ("medium", "memory")]
+        ),
+        0.0
+    );
+}
+
+#[test]
+fn a_sigkill_while_the_buffer_drains_repeats_at_most_the_batches_in_flight() {
+    const SENT: usize = 2_000;
+    let server = LokiServer::start(Mode::Down);
+    let layout = Layout::new();
+    let admin = free_port();
+    let config = config(&layout, admin, &sink(&server.url()));
+    let log = layout.logs().join("app.log");
+    append(&log, (0..LINES).map(|id| line(id, 0, id)));
+    let mut child = KillOnDrop(spawn(&config));
+    wait_all_on_disk(&layout, &log);
+    // Loki comes back and the buffer drains, until Loki hangs on the
+    // request after the first 2000 lines (20 chunks delivered, one in flight).
+    server.set_hang_after(Some(SENT));
+    server.set_mode(Mode::Up);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.ids().1 < SENT {
+        assert!(Instant::now() < deadline, "the buffer does not drain");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let on_disk = sample(
+        &metrics(admin),
+        "sidewatch_buffer_events",
+        &[("sink", "loki"), ("medium", "disk")],
+    );
+    assert_eq!(
+        on_disk,
+        Some((LINES as usize - SENT) as f64),
+        "still draining: what was delivered is no longer counted on disk"
+    );
+    child.0.kill().unwrap(); // SIGKILL
+    child.0.wait().unwrap();
+
+    server.set_hang_after(None);
+    let text = restart_and_collect(&config, admin, &server, LINES as usize);
+    let (ids, lines) = server.ids();
+    assert_eq!(ids.len() as u64, LINES, "none lost");
+    // in_flight = 1, batch_max_events = 100 (see `sink`); without the
+    // delivery marker all 2000 lines sent before the kill came again.
+    let duplicates = lines as u64 - LINES;
+    eprintln!("{LINES} lines, SIGKILL after {SENT} of them drained from disk: {duplicates} delivered twice (bound 100)");
     assert!(
         duplicates <= 100,
         "{duplicates} duplicates, more than the one batch in flight"

@@ -61,6 +61,8 @@ pub struct Seen {
 
 struct State {
     mode: Mode,
+    /// Hang (as [`Mode::Hang`]) once this many entries were accepted.
+    hang_after: Option<usize>,
     poison: Option<String>,
     require: Vec<(String, String)>,
     seen: Seen,
@@ -141,6 +143,7 @@ impl LokiServer {
         drop(std_listener);
         let state = Arc::new(Mutex::new(State {
             mode,
+            hang_after: None,
             poison: None,
             require: Vec::new(),
             seen: Seen::default(),
@@ -189,6 +192,12 @@ impl LokiServer {
         if mode != Mode::Down {
             self.wait_listening();
         }
+    }
+
+    /// From when `entries` entries were accepted (in any mode but `Down`),
+    /// requests hang as in [`Mode::Hang`]; `None` stops that.
+    pub fn set_hang_after(&self, entries: Option<usize>) {
+        self.state.lock().unwrap().hang_after = entries;
     }
 
     /// Requests whose lines contain `marker` are answered 400.
@@ -411,7 +420,13 @@ async fn handle(
             .unwrap_or_default()
             .to_owned()
     };
-    let hang = state.lock().unwrap().mode == Mode::Hang;
+    let hang = {
+        let state = state.lock().unwrap();
+        state.mode == Mode::Hang
+            || state
+                .hang_after
+                .is_some_and(|entries| state.seen.entries.len() >= entries)
+    };
     if hang {
         std::future::pending::<()>().await;
     }

@@ -85,7 +85,7 @@ pub(super) fn parts(
                 )
             })?;
         if recovered.records > 0 || recovered.corrupt_tails > 0 {
-            tracing::info!(sink = %report.name, records = recovered.records, corrupt_tails = recovered.corrupt_tails, corrupt_bytes = recovered.corrupt_bytes, "disk buffer holds events from an earlier run");
+            tracing::info!(sink = %report.name, records = recovered.records, delivered = recovered.delivered, corrupt_tails = recovered.corrupt_tails, corrupt_bytes = recovered.corrupt_bytes, "disk buffer holds events from an earlier run");
         }
         Some((disk, recovered))
     } else {

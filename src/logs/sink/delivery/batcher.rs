@@ -71,10 +71,7 @@ pub(super) async fn run<E: Encode>(shared: Arc<Shared<E>>, mut input: Receiver<V
         if can_send && open && shared.disk_unread() {
             let reader = Arc::clone(&shared);
             if let Ok(Some(chunk)) = tokio::task::spawn_blocking(move || reader.read_disk()).await {
-                let origin = Origin::Disk {
-                    segment: chunk.segment,
-                    records: chunk.records,
-                };
+                let origin = Origin::Disk(chunk.id);
                 shared.hold(&chunk.events);
                 in_flight.push(Arc::clone(&shared).deliver(chunk.events, origin));
                 continue;

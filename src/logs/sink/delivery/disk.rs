@@ -9,20 +9,35 @@
 //! acknowledged to its source once its record is fsync'd. Segments are read
 //! record by record (never loaded whole); a record that does not check out
 //! ends its segment's readable part (a corrupt or torn tail), which is
-//! skipped and counted. A segment is deleted once every record read from it
-//! is delivered; segments left by an earlier run are read first after a
-//! restart (records delivered but not yet deleted may be sent twice).
+//! skipped and counted.
+//!
+//! [`DiskBuffer::read`] hands out chunks in file order; they may be
+//! delivered in any order (several are in flight). Each segment's delivered
+//! prefix — the end of the last chunk before which every chunk is delivered —
+//! is kept in its marker file `<sequence>.done` (see [`marker`]: magic,
+//! offset, checksum), rewritten in place whenever the prefix advances and
+//! not fsync'd. A segment is deleted (with its marker) once every record in
+//! it is delivered. Segments left by an earlier run are read first after a
+//! restart, each from its marker's offset: a marker that does not check out,
+//! or whose offset is not the start of a record (or the end of the valid
+//! part), is ignored and the segment read from its start. So a process crash
+//! (SIGKILL) resends only the chunks that were in flight; after a power loss
+//! the marker may be older than what was delivered, and what lies after it
+//! is sent again (never lost).
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::logs::fields::Parsed;
-use crate::logs::metrics::SourceMetrics;
-use crate::logs::{Event, EventMeta, Fields, Flags, SourceInfo};
+use crate::logs::{Event, SourceInfo};
+
+mod marker;
+mod record;
+use marker::Marker;
+pub use record::read_segment;
+use record::{decode, encode, read_record};
 
 const MAGIC: &[u8; 4] = b"SWDB";
 /// The segment format version written.
@@ -47,24 +62,67 @@ struct Segment {
     outstanding: u64,
     /// Where the next unread record starts.
     read_pos: u64,
+    /// Every record before this is delivered (what its marker records).
+    delivered_to: u64,
+    /// Chunks read and not yet part of the delivered prefix, in file order.
+    chunks: VecDeque<Pending>,
+    /// Its marker file, once opened by this run.
+    marker: Option<Marker>,
+}
+
+impl Segment {
+    fn new(id: u64, len: u64, file_len: u64, unread: u64, start: u64) -> Self {
+        Self {
+            id,
+            len,
+            file_len,
+            unread,
+            outstanding: 0,
+            read_pos: start,
+            delivered_to: start,
+            chunks: VecDeque::new(),
+            marker: None,
+        }
+    }
+}
+
+/// A chunk handed out by [`DiskBuffer::read`], being delivered or done.
+#[derive(Debug)]
+struct Pending {
+    end: u64,
+    records: u64,
+    done: bool,
 }
 
 /// What [`DiskBuffer::open`] found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Recovered {
-    /// Records left by an earlier run.
+    /// Records left by an earlier run, not yet delivered (read again).
     pub records: u64,
+    /// Records of those segments that the earlier run delivered (before
+    /// their markers' offsets; not read again).
+    pub delivered: u64,
     /// Segments whose tail did not check out (skipped).
     pub corrupt_tails: u64,
     /// Bytes skipped in those tails.
     pub corrupt_bytes: u64,
 }
 
+/// Names a chunk handed out by [`DiskBuffer::read`], for
+/// [`DiskBuffer::delivered`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkId {
+    /// The segment it came from.
+    pub segment: u64,
+    /// Where its last record ends in that segment.
+    pub end: u64,
+}
+
 /// A batch read from the buffer: deliver it, then [`DiskBuffer::delivered`].
 #[derive(Debug)]
 pub struct Chunk {
-    /// The segment it came from.
-    pub segment: u64,
+    /// Which chunk it is.
+    pub id: ChunkId,
     /// Its events (without acknowledgement: they were acknowledged when written).
     pub events: Vec<Event>,
     /// Records consumed (an undecodable one is consumed without an event).
@@ -89,37 +147,56 @@ impl DiskBuffer {
     /// earlier run record by record.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<(Self, Recovered)> {
         std::fs::create_dir_all(dir)?;
-        let mut ids: Vec<u64> = std::fs::read_dir(dir)?
-            .filter_map(|entry| {
-                let name = entry.ok()?.file_name();
-                name.to_str()?.strip_suffix(".seg")?.parse().ok()
-            })
-            .collect();
+        let mut ids = Vec::new();
+        let mut markers = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(id) = name.strip_suffix(".seg").and_then(|n| n.parse().ok()) {
+                ids.push(id);
+            } else if let Some(id) = name.strip_suffix(".done").and_then(|n| n.parse().ok()) {
+                markers.push(id);
+            }
+        }
         ids.sort_unstable();
+        // A marker whose segment is gone (deleted just before a crash) must
+        // not be taken for a later segment of the same number.
+        for id in markers {
+            if ids.binary_search(&id).is_err() {
+                let _ = std::fs::remove_file(marker_path(dir, id));
+            }
+        }
         let mut recovered = Recovered::default();
         let mut segments = VecDeque::new();
-        for id in &ids {
-            let path = dir.join(format!("{id:020}.seg"));
+        for &id in &ids {
+            let path = segment_path(dir, id);
             let file_len = std::fs::metadata(&path)?.len();
-            let (len, records) = scan(&path)?;
+            let mark = marker::read(&marker_path(dir, id), id);
+            let scanned = scan(&path, mark)?;
+            let len = scanned.len;
             if len < file_len {
                 recovered.corrupt_tails += 1;
                 recovered.corrupt_bytes += file_len - len;
                 tracing::warn!(file = %path.display(), skipped_bytes = file_len - len, "disk buffer segment has a corrupt tail; skipped");
             }
-            recovered.records += records;
-            if records == 0 {
+            let (start, delivered) = match (mark, scanned.before) {
+                (Some(offset), Some(before)) => (offset, before),
+                (Some(offset), None) => {
+                    tracing::warn!(file = %path.display(), offset, "disk buffer delivery marker is not at a record; ignored, the segment is read from its start");
+                    let _ = std::fs::remove_file(marker_path(dir, id));
+                    (HEADER, 0)
+                }
+                (None, _) => (HEADER, 0),
+            };
+            let unread = scanned.records - delivered;
+            recovered.records += unread;
+            recovered.delivered += delivered;
+            if unread == 0 {
                 let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(marker_path(dir, id));
                 continue;
             }
-            segments.push_back(Segment {
-                id: *id,
-                len,
-                file_len,
-                unread: records,
-                outstanding: 0,
-                read_pos: HEADER,
-            });
+            segments.push_back(Segment::new(id, len, file_len, unread, start));
         }
         let next_id = ids.last().map_or(0, |id| id + 1);
         Ok((
@@ -138,7 +215,14 @@ impl DiskBuffer {
     }
 
     fn path(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("{id:020}.seg"))
+        segment_path(&self.dir, id)
+    }
+
+    /// Deletes segment `id` and then its marker (a marker left alone is
+    /// cleared at the next start).
+    fn remove(&self, id: u64) {
+        let _ = std::fs::remove_file(self.path(id));
+        let _ = std::fs::remove_file(marker_path(&self.dir, id));
     }
 
     /// Bytes on disk.
@@ -183,6 +267,8 @@ impl DiskBuffer {
         if rolling {
             let id = self.next_id;
             self.next_id += 1;
+            // Never a stale marker for a new segment.
+            let _ = std::fs::remove_file(marker_path(&self.dir, id));
             let mut file = OpenOptions::new()
                 .create_new(true)
                 .append(true)
@@ -191,14 +277,8 @@ impl DiskBuffer {
             header.extend_from_slice(&VERSION.to_le_bytes());
             file.write_all(&header)?;
             self.writer = Some(file);
-            self.segments.push_back(Segment {
-                id,
-                len: HEADER,
-                file_len: HEADER,
-                unread: 0,
-                outstanding: 0,
-                read_pos: HEADER,
-            });
+            self.segments
+                .push_back(Segment::new(id, HEADER, HEADER, 0, HEADER));
             if let Ok(dir) = File::open(&self.dir) {
                 let _ = dir.sync_all();
             }
@@ -219,52 +299,94 @@ impl DiskBuffer {
         Ok(true)
     }
 
-    /// Reads up to `max` unread records from the oldest segment holding some.
+    /// Reads unread records (until `max` of them decoded into events) from
+    /// the oldest segment holding some: the next chunk in file order.
     pub fn read(&mut self, max: usize) -> io::Result<Option<Chunk>> {
-        let Some(index) = self.segments.iter().position(|s| s.unread > 0) else {
-            return Ok(None);
-        };
-        let id = self.segments[index].id;
-        if self.reader.as_ref().map(|(r, _)| *r) != Some(id) {
-            let mut file = File::open(self.path(id))?;
-            file.seek(SeekFrom::Start(self.segments[index].read_pos))?;
-            self.reader = Some((id, BufReader::with_capacity(256 * 1024, file)));
-        }
-        let Some((_, reader)) = self.reader.as_mut() else {
-            return Ok(None);
-        };
-        let mut events = Vec::new();
-        let mut records = 0;
-        let segment = &mut self.segments[index];
-        while events.len() < max && segment.unread > 0 {
-            match read_record(reader, &mut segment.read_pos, segment.len) {
-                Ok(Some(payload)) => {
-                    segment.unread -= 1;
-                    segment.outstanding += 1;
-                    records += 1;
-                    if let Some(event) = decode(&payload, &mut self.sources) {
-                        events.push(event);
+        let max = max.max(1);
+        loop {
+            let Some(index) = self.segments.iter().position(|s| s.unread > 0) else {
+                return Ok(None);
+            };
+            let id = self.segments[index].id;
+            if self.reader.as_ref().map(|(r, _)| *r) != Some(id) {
+                let mut file = File::open(self.path(id))?;
+                file.seek(SeekFrom::Start(self.segments[index].read_pos))?;
+                self.reader = Some((id, BufReader::with_capacity(256 * 1024, file)));
+            }
+            let Some((_, reader)) = self.reader.as_mut() else {
+                return Ok(None);
+            };
+            let mut events = Vec::new();
+            let mut records = 0;
+            let segment = &mut self.segments[index];
+            while events.len() < max && segment.unread > 0 {
+                match read_record(reader, &mut segment.read_pos, segment.len) {
+                    Ok(Some(payload)) => {
+                        segment.unread -= 1;
+                        segment.outstanding += 1;
+                        records += 1;
+                        if let Some(event) = decode(&payload, &mut self.sources) {
+                            events.push(event);
+                        }
+                    }
+                    Ok(None) => segment.unread = 0,
+                    Err(error) => {
+                        self.reader = None;
+                        return Err(error);
                     }
                 }
-                Ok(None) => segment.unread = 0,
-                Err(error) => {
-                    self.reader = None;
-                    return Err(error);
-                }
             }
+            if records == 0 {
+                // The segment ended early (changed under us): the next one.
+                continue;
+            }
+            let end = segment.read_pos;
+            segment.chunks.push_back(Pending {
+                end,
+                records,
+                done: false,
+            });
+            return Ok(Some(Chunk {
+                id: ChunkId { segment: id, end },
+                events,
+                records,
+            }));
         }
-        Ok(Some(Chunk {
-            segment: id,
-            events,
-            records,
-        }))
     }
 
-    /// Marks `count` records read from `segment` delivered; removes
-    /// segments that are done.
-    pub fn delivered(&mut self, segment: u64, count: u64) {
-        if let Some(s) = self.segments.iter_mut().find(|s| s.id == segment) {
-            s.outstanding = s.outstanding.saturating_sub(count);
+    /// Marks a chunk delivered (chunks may finish in any order). Advances
+    /// its segment's delivered prefix over the chunks done from its front
+    /// and records it in the segment's marker; removes segments that are
+    /// done.
+    pub fn delivered(&mut self, chunk: ChunkId) {
+        let marker = marker_path(&self.dir, chunk.segment);
+        if let Some(s) = self.segments.iter_mut().find(|s| s.id == chunk.segment) {
+            if let Some(pending) = s.chunks.iter_mut().find(|p| p.end == chunk.end && !p.done) {
+                pending.done = true;
+                s.outstanding = s.outstanding.saturating_sub(pending.records);
+            }
+            let before = s.delivered_to;
+            while let Some(front) = s.chunks.front() {
+                if !front.done {
+                    break;
+                }
+                s.delivered_to = front.end;
+                s.chunks.pop_front();
+            }
+            if s.delivered_to != before {
+                let written = match &s.marker {
+                    Some(file) => file.write(s.id, s.delivered_to),
+                    None => Marker::open(&marker).and_then(|file| {
+                        let written = file.write(s.id, s.delivered_to);
+                        s.marker = Some(file);
+                        written
+                    }),
+                };
+                if let Err(error) = written {
+                    // Only costs duplicates after a crash.
+                    tracing::warn!(file = %marker.display(), %error, "cannot write the disk buffer delivery marker");
+                }
+            }
         }
         let writing = self.writer.as_ref().and(self.segments.back().map(|s| s.id));
         while let Some(front) = self.segments.front() {
@@ -276,7 +398,7 @@ impl DiskBuffer {
             if self.reader.as_ref().map(|(r, _)| *r) == Some(id) {
                 self.reader = None;
             }
-            let _ = std::fs::remove_file(self.path(id));
+            self.remove(id);
         }
         // The segment being written is done too: start afresh.
         if let (Some(last), true) = (self.segments.back(), self.writer.is_some()) {
@@ -285,14 +407,34 @@ impl DiskBuffer {
                 self.segments.clear();
                 self.writer = None;
                 self.reader = None;
-                let _ = std::fs::remove_file(self.path(id));
+                self.remove(id);
             }
         }
     }
 }
 
-/// Scans a segment: the length of its valid part and its record count.
-fn scan(path: &Path) -> io::Result<(u64, u64)> {
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.seg"))
+}
+
+fn marker_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.done"))
+}
+
+/// What [`scan`] found in a segment.
+struct Scanned {
+    /// The length of its valid part.
+    len: u64,
+    /// Its records.
+    records: u64,
+    /// The records before the offset asked about, if a record starts there
+    /// (or the valid part ends there).
+    before: Option<u64>,
+}
+
+/// Scans a segment record by record, noting whether `mark` (a delivery
+/// marker's offset) is at a record boundary.
+fn scan(path: &Path, mark: Option<u64>) -> io::Result<Scanned> {
     let file = File::open(path)?;
     let file_len = file.metadata()?.len();
     let mut reader = BufReader::with_capacity(256 * 1024, file);
@@ -301,118 +443,29 @@ fn scan(path: &Path) -> io::Result<(u64, u64)> {
         || &header[..4] != MAGIC
         || u32::from_le_bytes([header[4], header[5], header[6], header[7]]) != VERSION
     {
-        return Ok((0, 0));
+        return Ok(Scanned {
+            len: 0,
+            records: 0,
+            before: None,
+        });
     }
     let mut len = HEADER;
     let mut records = 0;
-    while read_record(&mut reader, &mut len, file_len)?.is_some() {
+    let mut before = None;
+    loop {
+        if mark == Some(len) {
+            before = Some(records);
+        }
+        if read_record(&mut reader, &mut len, file_len)?.is_none() {
+            break;
+        }
         records += 1;
     }
-    Ok((len, records))
-}
-
-/// Reads the record at `*position` (where `reader` stands), advancing
-/// both; `None` at the end or at a record that does not check out (length
-/// beyond `limit`, torn, bad checksum).
-fn read_record(
-    reader: &mut impl Read,
-    position: &mut u64,
-    limit: u64,
-) -> io::Result<Option<Vec<u8>>> {
-    let start = *position;
-    let mut head = [0u8; 8];
-    if start + 8 > limit || reader.read_exact(&mut head).is_err() {
-        return Ok(None);
-    }
-    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-    if len > MAX_RECORD || start + 8 + u64::from(len) > limit {
-        return Ok(None);
-    }
-    let mut payload = vec![0u8; len as usize];
-    if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
-        return Ok(None);
-    }
-    *position = start + 8 + u64::from(len);
-    Ok(Some(payload))
-}
-
-/// Decodes a whole segment held in memory, as [`DiskBuffer`] reads one from
-/// disk: the header, then records up to the first that does not check out.
-/// Returns the events of the records that decode and the length of the valid
-/// part (0 when the header is not ours). For fuzzing and tests.
-pub fn read_segment(bytes: &[u8]) -> (Vec<Event>, u64) {
-    let limit = bytes.len() as u64;
-    let mut reader = bytes;
-    let mut header = [0u8; HEADER as usize];
-    if reader.read_exact(&mut header).is_err()
-        || &header[..4] != MAGIC
-        || u32::from_le_bytes([header[4], header[5], header[6], header[7]]) != VERSION
-    {
-        return (Vec::new(), 0);
-    }
-    let mut position = HEADER;
-    let mut sources = Vec::new();
-    let mut events = Vec::new();
-    while let Ok(Some(payload)) = read_record(&mut reader, &mut position, limit) {
-        events.extend(decode(&payload, &mut sources));
-    }
-    (events, position)
-}
-
-/// Appends `event` as one record.
-fn encode(event: &Event, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; 8]);
-    let name = event.meta.source.name.as_bytes();
-    let name = &name[..name.len().min(255)];
-    out.push(name.len() as u8);
-    out.extend_from_slice(name);
-    let read_at = event
-        .meta
-        .read_at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64);
-    out.extend_from_slice(&read_at.to_le_bytes());
-    out.extend_from_slice(&(event.meta.raw_len.min(u32::MAX as usize) as u32).to_le_bytes());
-    let _ = serde_json::to_writer(&mut *out, &event.fields);
-    let payload = &out[start + 8..];
-    let len = (payload.len() as u32).to_le_bytes();
-    let crc = crc32fast::hash(payload).to_le_bytes();
-    out[start..start + 4].copy_from_slice(&len);
-    out[start + 4..start + 8].copy_from_slice(&crc);
-}
-
-/// The event of one record (sources are shared by name).
-fn decode(payload: &[u8], sources: &mut Vec<Arc<SourceInfo>>) -> Option<Event> {
-    let name_len = usize::from(*payload.first()?);
-    let name = std::str::from_utf8(payload.get(1..1 + name_len)?).ok()?;
-    let rest = payload.get(1 + name_len..)?;
-    let read_at = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
-    let raw_len = u32::from_le_bytes(rest.get(8..12)?.try_into().ok()?) as usize;
-    let fields = match Fields::parse(std::str::from_utf8(rest.get(12..)?).ok()?).ok()? {
-        Parsed::Object(fields) => fields,
-        Parsed::Other(_) => return None,
-    };
-    let source = match sources.iter().find(|s| s.name == name) {
-        Some(source) => Arc::clone(source),
-        None => {
-            let source = Arc::new(SourceInfo {
-                name: name.to_owned(),
-                metrics: SourceMetrics::detached(),
-            });
-            sources.push(Arc::clone(&source));
-            source
-        }
-    };
-    let meta = EventMeta {
-        source,
-        path: None,
-        read_at: SystemTime::UNIX_EPOCH + Duration::from_nanos(read_at),
-        raw_len,
-        flags: Flags::default(),
-    };
-    Some(Event::from_fields(fields, meta, None))
+    Ok(Scanned {
+        len,
+        records,
+        before,
+    })
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@
 //! `write` puts new events there. So the sources' checkpoints pass
 //! everything read, and a crash during an outage repeats only the few
 //! batches in flight. Batches read from disk are retried in place (they are
-//! safe already). When the disk is full too, memory batches are retried in
+//! safe already); each segment's delivery marker records how far it is
+//! delivered, so a crash while the buffer drains repeats only the chunks in
+//! flight too. When the disk is full too, memory batches are retried in
 //! memory as without a disk buffer: the sink's `write` stops returning, its
 //! queue fills and the sources stop reading (files are their own buffer);
 //! nothing is dropped. A 4xx that names the content (400, 413, 422, ...) is

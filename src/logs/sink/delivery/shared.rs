@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::client::{Outcome, Transport};
 use super::dead_letter::DeadLetter;
-use super::disk::{Chunk, DiskBuffer};
+use super::disk::{Chunk, ChunkId, DiskBuffer};
 use super::{DeliveryMetrics, Encode};
 use crate::backoff::Backoff;
 use crate::config::logs::DeliveryConfig;
@@ -16,11 +16,11 @@ use crate::logs::event::deliver_all;
 use crate::logs::sink::SinkReport;
 use crate::logs::Event;
 
-/// Where a batch came from: memory, or records of a disk buffer segment.
+/// Where a batch came from: memory, or a chunk of the disk buffer.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Origin {
     Memory,
-    Disk { segment: u64, records: u64 },
+    Disk(ChunkId),
 }
 
 pub(super) struct Shared<E> {
@@ -223,12 +223,11 @@ impl<E: Encode> Shared<E> {
                 }
             }
         }
-        if let Origin::Disk { segment, records } = origin {
+        if let Origin::Disk(chunk) = origin {
             let shared = Arc::clone(&self);
-            let _ = tokio::task::spawn_blocking(move || {
-                shared.with_disk(|disk| disk.delivered(segment, records))
-            })
-            .await;
+            let _ =
+                tokio::task::spawn_blocking(move || shared.with_disk(|disk| disk.delivered(chunk)))
+                    .await;
         }
     }
 
