@@ -149,6 +149,8 @@ impl<E: Encode> Shared<E> {
     /// room (it is retried from there), else it is retried here.
     pub async fn deliver(self: Arc<Self>, events: Vec<Event>, origin: Origin) {
         let mut work = vec![events];
+        // A rejected event the dead-letter file could not take.
+        let mut not_dead_lettered = false;
         while let Some(mut events) = work.pop() {
             if events.is_empty() {
                 // Only undecodable disk records: nothing to send.
@@ -215,15 +217,19 @@ impl<E: Encode> Shared<E> {
                             let second = first.split_off(first.len() / 2);
                             work.push(second);
                             work.push(first);
-                        } else {
-                            self.dead_letter(events, status, &message);
+                        } else if !self.dead_letter(events, status, &message) {
+                            not_dead_lettered = true;
                         }
                         break;
                     }
                 }
             }
         }
-        if let Origin::Disk(chunk) = origin {
+        if let (Origin::Disk(_), true) = (origin, not_dead_lettered) {
+            // Its record stays in the buffer, to be read again after a
+            // restart, rather than being lost.
+            tracing::error!(sink = %self.report.name, "a rejected event from the disk buffer could not be dead-lettered; it stays in the buffer");
+        } else if let Origin::Disk(chunk) = origin {
             let shared = Arc::clone(&self);
             let _ =
                 tokio::task::spawn_blocking(move || shared.with_disk(|disk| disk.delivered(chunk)))
@@ -250,8 +256,11 @@ impl<E: Encode> Shared<E> {
         }
     }
 
-    fn dead_letter(&self, events: Vec<Event>, status: u16, message: &str) {
+    /// Writes rejected events to the dead-letter file; false when one
+    /// could not be written (it stays unacknowledged).
+    fn dead_letter(&self, events: Vec<Event>, status: u16, message: &str) -> bool {
         self.release(&events);
+        let mut all_written = true;
         for event in events {
             match self.dead_letter.write(&event, status, message) {
                 Ok(()) => {
@@ -261,10 +270,12 @@ impl<E: Encode> Shared<E> {
                 }
                 Err(error) => {
                     // Not acknowledged: read again after a restart.
+                    all_written = false;
                     self.report.metrics.failed.inc();
                     tracing::error!(sink = %self.report.name, %error, file = %self.dead_letter.path().display(), "cannot write a rejected event to the dead-letter file");
                 }
             }
         }
+        all_written
     }
 }

@@ -42,10 +42,12 @@ impl Encode for Ids {
     }
 }
 
-/// A destination that refuses while `down`, else records the ids it got.
+/// A destination that refuses while `down`, rejects every event (400) while
+/// `rejecting`, else records the ids it got.
 #[derive(Clone, Default)]
 struct Destination {
     down: Arc<AtomicBool>,
+    rejecting: Arc<AtomicBool>,
     requests: Arc<AtomicU64>,
     received: Arc<Mutex<Vec<u64>>>,
 }
@@ -62,6 +64,12 @@ impl Transport for Destination {
                     reason: "unavailable",
                     after: None,
                     message: "connection refused".into(),
+                };
+            }
+            if self.rejecting.load(Ordering::Relaxed) {
+                return Outcome::Rejected {
+                    status: 400,
+                    message: "bad event".into(),
                 };
             }
             let text = std::str::from_utf8(&body.body).unwrap();
@@ -86,6 +94,15 @@ struct Built {
 }
 
 fn build(dir: &std::path::Path, destination: &Destination, disk_max: u64) -> Built {
+    build_with(dir, destination, disk_max, &dir.join("dead.jsonl"))
+}
+
+fn build_with(
+    dir: &std::path::Path,
+    destination: &Destination,
+    disk_max: u64,
+    dead_letter: &std::path::Path,
+) -> Built {
     let config = crate::config::logs::DeliveryConfig {
         batch_max_events: BATCH,
         batch_timeout: Duration::from_millis(20),
@@ -108,7 +125,7 @@ fn build(dir: &std::path::Path, destination: &Destination, disk_max: u64) -> Bui
             status: StatusBoard::default(),
         },
         metrics: metrics.clone(),
-        dead_letter: DeadLetter::new("test", &dir.join("dead.jsonl")),
+        dead_letter: DeadLetter::new("test", dead_letter),
         disk: Some(disk),
     };
     Built {
@@ -230,4 +247,41 @@ async fn with_the_disk_full_memory_batches_are_retried_in_memory() {
     assert_eq!(received, (0..N).collect::<Vec<_>>(), "each event once");
     assert_eq!(built.metrics.memory_events.get(), 0);
     assert_eq!(built.delivered.get(), N);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_disk_record_that_cannot_be_dead_lettered_stays_in_the_buffer() {
+    const N: u64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let destination = Destination::default();
+    destination.down.store(true, Ordering::Relaxed);
+    let mut built = build(dir.path(), &destination, 1 << 20);
+    let mut acks = write(&mut built.sink, N).await;
+    assert_eq!(
+        acked(&mut acks, N as usize / BATCH, Duration::from_secs(10))
+            .await
+            .len(),
+        2
+    );
+    drop(built);
+
+    // The next run: every event is rejected and the dead-letter file cannot
+    // be created (its directory is a regular file).
+    destination.down.store(false, Ordering::Relaxed);
+    destination.rejecting.store(true, Ordering::Relaxed);
+    std::fs::write(dir.path().join("not-a-dir"), b"").unwrap();
+    let unwritable = dir.path().join("not-a-dir").join("dead.jsonl");
+    let mut again = build_with(dir.path(), &destination, 1 << 20, &unwritable);
+    again.sink.start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Each record goes alone once its batch was split: N single requests at least.
+    while destination.requests.load(Ordering::Relaxed) < 2 + N {
+        assert!(Instant::now() < deadline, "the buffer was not sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(again);
+    let (disk, recovered) = DiskBuffer::open(&dir.path().join("buffer"), 1 << 20).unwrap();
+    assert_eq!(recovered.records, N, "every record kept for the next run");
+    assert_eq!(disk.events(), N);
 }
