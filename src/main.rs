@@ -106,7 +106,9 @@ const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 /// mark although the memory was free: the soak saw 44 MiB rise to 108 MiB
 /// across outages and restarts and never come down. A thread that calls
 /// `malloc_trim(0)` every [`TRIM_INTERVAL`] releases free pages anywhere in
-/// the heap; with a small heap it takes well under a millisecond.
+/// the heap (after it, the soak's RSS stayed at 30–61 MiB, flat). Measured
+/// on a 150 MiB glibc heap: 6.5 ms when it hands 137 MiB back, 0.03 ms when
+/// there is nothing to hand back, so it costs nothing in a steady state.
 #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
 #[allow(unsafe_code)]
 fn return_freed_memory() {
