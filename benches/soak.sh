@@ -23,6 +23,7 @@
 # third + 10 %). Prints a Markdown results table; exit 1 when a check fails.
 #
 #   benches/soak.sh [seconds]        (default 600)
+#   SOAK_LOG=file benches/soak.sh    keeps sidewatch's own log (retries, rotations) in file
 #   RATE=50000 REQ_RATE=1000 OUTAGE_EVERY=120 OUTAGE_FOR=20 benches/soak.sh 600
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +60,8 @@ cleanup() {
   done
   for p in "${pids[@]}" $sw_pid; do kill -KILL "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # SOAK_LOG=file keeps sidewatch's own log (warnings: retries, rotations).
+  [ -n "${SOAK_LOG:-}" ] && cp "$work/sidewatch.err" "$SOAK_LOG" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
