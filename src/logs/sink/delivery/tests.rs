@@ -264,6 +264,9 @@ async fn a_rejected_disk_record_that_cannot_be_dead_lettered_stays_in_the_buffer
         2
     );
     drop(built);
+    // The aborted batcher may still be inside a retry for a moment: let it
+    // go before the destination changes, so it cannot deliver anything.
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     // The next run: every event is rejected and the dead-letter file cannot
     // be created (its directory is a regular file).
