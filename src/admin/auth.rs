@@ -13,9 +13,6 @@ use http_body_util::Full;
 use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 
-/// Shortest time between two checks of the files (a zero interval would spin).
-const MIN_INTERVAL: Duration = Duration::from_millis(100);
-
 use crate::config::admin::AuthConfig;
 use crate::config::Secret;
 
@@ -195,22 +192,9 @@ impl Auth {
         let Scheme::Bearer { interval, .. } = &self.scheme else {
             return;
         };
-        let mut ticks = tokio::time::interval((*interval).max(MIN_INTERVAL));
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                () = stop.cancelled() => return,
-            }
-            let auth = self.clone();
-            if tokio::task::spawn_blocking(move || auth.refresh())
-                .await
-                .is_err()
-            {
-                tracing::warn!("admin token check panicked");
-            }
-        }
+        let interval = *interval;
+        let auth = self.clone();
+        super::watch_files(interval, stop, "admin token check", move || auth.refresh()).await;
     }
 }
 

@@ -28,6 +28,35 @@ pub use status::StatusBoard;
 
 use crate::telemetry::parts::Registries;
 
+/// Shortest time between two checks of watched files (a zero interval would spin).
+const MIN_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Runs `refresh` (file reads and parsing, kept off the async workers) on
+/// the blocking pool every `interval` (at least 100 ms) until `stop`; a
+/// panic in it is logged as "`what` panicked" and the watch goes on.
+pub(crate) async fn watch_files<F, R>(
+    interval: std::time::Duration,
+    stop: CancellationToken,
+    what: &'static str,
+    refresh: F,
+) where
+    F: Fn() -> R + Clone + Send + 'static,
+    R: Send + 'static,
+{
+    let mut ticks = tokio::time::interval(interval.max(MIN_WATCH_INTERVAL));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        if tokio::task::spawn_blocking(refresh.clone()).await.is_err() {
+            tracing::warn!("{what} panicked");
+        }
+    }
+}
+
 /// What the admin handlers read.
 #[derive(Debug)]
 pub struct AdminState {

@@ -21,9 +21,6 @@ use rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-/// Shortest time between two checks of the files (a zero interval would spin).
-const MIN_INTERVAL: Duration = Duration::from_millis(100);
-
 use crate::config::admin::TlsConfig;
 
 /// A problem with one file of a `[….tls]` section.
@@ -320,22 +317,10 @@ impl Tls {
 
     /// Checks the files every `reload_interval` until `stop`.
     pub async fn watch(self, stop: CancellationToken) {
-        let mut ticks = tokio::time::interval(self.inner.interval.max(MIN_INTERVAL));
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                () = stop.cancelled() => return,
-            }
-            let tls = self.clone();
-            // File reads and key parsing stay off the async workers.
-            if tokio::task::spawn_blocking(move || tls.refresh())
-                .await
-                .is_err()
-            {
-                tracing::warn!("TLS certificate check panicked");
-            }
-        }
+        let interval = self.inner.interval;
+        super::watch_files(interval, stop, "TLS certificate check", move || {
+            self.refresh()
+        })
+        .await;
     }
 }
