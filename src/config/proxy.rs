@@ -29,7 +29,7 @@ pub struct ProxyConfig {
     /// Longest wait for the app's response headers (then `504`).
     #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
-    /// Idle keep-alive connections of the pool (HTTP/2 clients, upgrades)
+    /// Idle keep-alive connections of the pool (requests with a body, HTTP/2 clients, upgrades)
     /// to the app are closed after this long; an HTTP/1.1 client connection's
     /// own app connection lasts as long as the client connection.
     #[serde(with = "humantime_serde")]

@@ -9,12 +9,16 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{Either, Full};
+use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::access::AccessRecord;
 use super::identity::Identity;
+use super::upstream::AppBody;
 use super::Shared;
+
+/// The error type of the bodies the proxy sends.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The request body on its way to the app, counting bytes into `count`.
 #[derive(Debug)]
@@ -186,16 +190,52 @@ impl Drop for Exchange {
     }
 }
 
+/// Where a response body comes from.
+pub enum ResponseBody {
+    /// The pinned app connection (bodiless HTTP/1 requests).
+    Pinned(AppBody),
+    /// hyper's pool (requests with a body, HTTP/2 clients, upgrades).
+    Pooled(Incoming),
+    /// The proxy's own error page.
+    Own(Full<Bytes>),
+}
+
+impl ResponseBody {
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            Self::Pinned(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+            Self::Pooled(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+            Self::Own(body) => Pin::new(body).poll_frame(cx).map_err(|e| match e {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Pinned(body) => body.is_end_stream(),
+            Self::Pooled(body) => body.is_end_stream(),
+            Self::Own(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Pinned(body) => body.size_hint(),
+            Self::Pooled(body) => body.size_hint(),
+            Self::Own(body) => body.size_hint(),
+        }
+    }
+}
+
 /// The response body on its way to the client: the app's (streamed) or the
 /// proxy's own error page, counted; its [`Exchange`] ends with it.
 pub struct Measured {
-    inner: Either<Incoming, Full<Bytes>>,
+    inner: ResponseBody,
     exchange: Exchange,
 }
 
 impl Measured {
     /// Wraps the body of `exchange`'s response.
-    pub fn new(inner: Either<Incoming, Full<Bytes>>, mut exchange: Exchange) -> Self {
+    pub fn new(inner: ResponseBody, mut exchange: Exchange) -> Self {
         if inner.is_end_stream() {
             exchange.ended = true;
         }
@@ -205,17 +245,14 @@ impl Measured {
 
 impl Body for Measured {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let polled = match &mut this.inner {
-            Either::Left(body) => Pin::new(body).poll_frame(cx),
-            Either::Right(body) => Pin::new(body).poll_frame(cx).map_err(|e| match e {}),
-        };
+        let polled = this.inner.poll_inner(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {

@@ -10,24 +10,25 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use http_body_util::Full;
+use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 
-use super::body::{CountingBody, Exchange, Measured};
+use super::body::{CountingBody, Exchange, Measured, ResponseBody};
 use super::upstream::{Pinned, UpstreamError};
 use super::{identity, Shared};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded except for an
 /// upgrade (names parsed once: a lookup by `&str` parses it every time).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// `Trailer` is end to end (RFC 9110 §6.6.2): it stays, so trailers reach
+/// clients that accept them (`TE: trailers`).
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::UPGRADE,
 ];
 
@@ -59,7 +60,8 @@ pub async fn handle(
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let authority = parts.uri.authority().cloned();
-    let pinned_path = http1 && !upgrade;
+    // Bodiless HTTP/1 requests take the client connection's own app connection.
+    let pinned_path = http1 && !upgrade && body.is_end_stream();
     parts.uri = if pinned_path {
         // Sent as written: the request line must be in origin form.
         origin_form(&parts.uri)
@@ -77,24 +79,26 @@ pub async fn handle(
         strip_hop_by_hop(&mut parts.headers);
     }
     append_forwarded_for(&mut parts.headers, peer);
-    let body = CountingBody::new(body, exchange.request_bytes.clone());
-    let request = Request::from_parts(parts, body);
     let call = async {
         if pinned_path {
-            pinned
-                .send(&shared.upstream, shared.connect_timeout, request)
-                .await
+            let response = pinned
+                .send(&shared.upstream, shared.connect_timeout, &parts)
+                .await?;
+            Ok(response.map(ResponseBody::Pinned))
         } else {
-            shared
+            let body = CountingBody::new(body, exchange.request_bytes.clone());
+            let response = shared
                 .client
-                .request(request)
+                .request(Request::from_parts(parts, body))
                 .await
-                .map_err(UpstreamError::Pool)
+                .map_err(UpstreamError::Pool)?;
+            Ok(response.map(ResponseBody::Pooled))
         }
     };
     let mut answer = match tokio::time::timeout(shared.response_timeout, call).await {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => {
+            let error: UpstreamError = error;
             let reason = error.reason();
             shared.metrics.upstream_error(reason);
             tracing::debug!(%error, reason, "proxy: upstream request failed");
@@ -113,7 +117,7 @@ pub async fn handle(
         }
         _ => strip_hop_by_hop(answer.headers_mut()),
     }
-    Ok(answer.map(|body| Measured::new(Either::Left(body), exchange)))
+    Ok(answer.map(|body| Measured::new(body, exchange)))
 }
 
 /// Copies bytes both ways between the upgraded client and app connections
@@ -140,7 +144,7 @@ fn error_response(status: StatusCode, mut exchange: Exchange) -> Response<Measur
         _ => "sidewatch proxy: the app is unreachable\n",
     };
     let body = Full::new(Bytes::from_static(text.as_bytes()));
-    let mut response = Response::new(Measured::new(Either::Right(body), exchange));
+    let mut response = Response::new(Measured::new(ResponseBody::Own(body), exchange));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -37,9 +37,16 @@ pub const SIZE_BUCKETS: [f64; 12] = [
 /// `sidewatch_proxy_upstream_errors_total`): `connect` (refused or
 /// unreachable → 502), `connect_timeout` (→ 502), `timeout` (no response
 /// headers in time → 504), `closed` (the app closed or reset the connection
-/// before answering → 502), `reset` (the app's response body broke off).
-pub const UPSTREAM_REASONS: [&str; 5] =
-    ["connect", "connect_timeout", "timeout", "closed", "reset"];
+/// before answering → 502), `invalid_response` (the app's response head is
+/// not valid HTTP/1.1 → 502), `reset` (the app's response body broke off).
+pub const UPSTREAM_REASONS: [&str; 6] = [
+    "connect",
+    "connect_timeout",
+    "timeout",
+    "closed",
+    "invalid_response",
+    "reset",
+];
 
 /// Why a client connection ended in error (`reason` of
 /// `sidewatch_proxy_connection_errors_total`): `header_timeout`

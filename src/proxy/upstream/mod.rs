@@ -1,0 +1,159 @@
+//! Reaching the app. An HTTP/1.1 client connection gets an app connection
+//! of its own ([`Pinned`]), used for its requests without a body — the bulk
+//! of traffic — through sidewatch's own HTTP/1.1 client ([`connection`]):
+//! the request head is written and the response read in the client
+//! connection's task, with no pool lookup, lock, channel or second task per
+//! request. Requests with a body (which must stream to the app while its
+//! response may already stream back), HTTP/2 clients (many requests at
+//! once) and upgrades (the app connection is handed over to the tunnel) go
+//! through hyper's keep-alive pool instead.
+
+mod body;
+mod connection;
+mod head;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::uri::Authority;
+use http::{request, Response};
+
+pub use body::AppBody;
+use connection::{AppConnection, Failure};
+
+/// Why the app gave no response.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The TCP connection was refused or failed.
+    #[error("cannot connect to the app: {0}")]
+    Connect(std::io::Error),
+    /// The TCP connection was not established within `connect_timeout`.
+    #[error("connecting to the app timed out")]
+    ConnectTimeout,
+    /// The app closed or reset the connection before answering.
+    #[error("the app connection failed before a response: {0}")]
+    Closed(std::io::Error),
+    /// The app's response head is not HTTP/1.x as RFC 9112 has it.
+    #[error("the app's response is invalid: {0}")]
+    InvalidResponse(&'static str),
+    /// The pooled client failed (requests with a body, HTTP/2 clients, upgrades).
+    #[error("{0}")]
+    Pool(hyper_util::client::legacy::Error),
+}
+
+impl UpstreamError {
+    /// The `reason` label of `sidewatch_proxy_upstream_errors_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Connect(_) => "connect",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::Closed(_) => "closed",
+            Self::InvalidResponse(_) => "invalid_response",
+            Self::Pool(error) => pool_reason(error),
+        }
+    }
+}
+
+/// An HTTP/1.1 client connection's own connection to the app, opened at its
+/// first request without a body and closed with it.
+#[derive(Debug, Default)]
+pub struct Pinned {
+    /// The idle connection and the upstream it goes to (a reload may change
+    /// the upstream; the next request then opens a connection to the new
+    /// one). Empty while a response streams: its body holds the connection
+    /// and puts it back once the response has ended cleanly.
+    slot: Mutex<Option<(Authority, AppConnection)>>,
+}
+
+impl Pinned {
+    /// Sends the bodiless request `head` to `upstream` on the pinned
+    /// connection, opening one when there is none (or the app closed it),
+    /// and returns the response once its head has arrived. An idempotent
+    /// request (RFC 9110 §9.2.2) whose reused connection failed before any
+    /// byte of response is sent once more on a new connection; any other
+    /// request that may have reached the app is never repeated.
+    pub async fn send(
+        self: &Arc<Self>,
+        upstream: &Authority,
+        connect_timeout: Duration,
+        head: &request::Parts,
+    ) -> Result<Response<AppBody>, UpstreamError> {
+        if let Some(mut connection) = self.take(upstream) {
+            match connection.exchange(head).await {
+                Ok(response) => return Ok(self.respond(upstream, connection, response)),
+                Err(Failure {
+                    answered: false,
+                    error: UpstreamError::Closed(_),
+                }) if head.method.is_idempotent() => {}
+                Err(failure) => return Err(failure.error),
+            }
+        }
+        let mut connection = AppConnection::connect(upstream, connect_timeout).await?;
+        let response = connection
+            .exchange(head)
+            .await
+            .map_err(|failure| failure.error)?;
+        Ok(self.respond(upstream, connection, response))
+    }
+
+    /// The response whose head `connection` just read, its body reading on
+    /// from `connection`.
+    fn respond(
+        self: &Arc<Self>,
+        upstream: &Authority,
+        connection: AppConnection,
+        head: head::ResponseHead,
+    ) -> Response<AppBody> {
+        let body = AppBody::new(
+            connection,
+            head.framing,
+            head.reusable,
+            (self.clone(), upstream.clone()),
+        );
+        let mut response = Response::new(body);
+        *response.status_mut() = head.status;
+        *response.headers_mut() = head.headers;
+        response
+    }
+
+    /// The idle connection to `upstream`, when there is one the app has not closed.
+    fn take(&self, upstream: &Authority) -> Option<AppConnection> {
+        let taken = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        taken
+            .filter(|(to, _)| to == upstream)
+            .map(|(_, connection)| connection)
+            .filter(AppConnection::still_open)
+    }
+
+    /// Keeps `connection` (its last response ended cleanly) for the next request.
+    fn put(&self, upstream: Authority, connection: AppConnection) {
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((upstream, connection));
+    }
+}
+
+/// The `reason` of a failed pooled call.
+fn pool_reason(error: &hyper_util::client::legacy::Error) -> &'static str {
+    if error.is_connect() {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(e) = source {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::TimedOut {
+                    return "connect_timeout";
+                }
+            }
+            source = e.source();
+        }
+        "connect"
+    } else {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(e) = source {
+            if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+                if hyper.is_parse() || hyper.is_parse_status() {
+                    return "invalid_response";
+                }
+            }
+            source = e.source();
+        }
+        "closed"
+    }
+}
