@@ -16,6 +16,7 @@ use super::access::AccessRecord;
 use super::identity::Identity;
 use super::upstream::AppBody;
 use super::Shared;
+use crate::telemetry::cardinality::KeyBuilder;
 
 /// The error type of the bodies the proxy sends.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -66,9 +67,12 @@ pub struct Exchange {
     shared: Arc<Shared>,
     started: Instant,
     method: http::Method,
-    method_label: &'static str,
+    /// The request path and its route, kept only when an access-log event
+    /// or a span will need them (else empty: no allocation per request).
     path: String,
     route: String,
+    /// The series key: method and route from the start, status once known.
+    key: KeyBuilder,
     identity: Identity,
     /// Request body bytes seen so far (shared with the [`CountingBody`]).
     pub request_bytes: Arc<AtomicU64>,
@@ -82,7 +86,6 @@ pub struct Exchange {
 struct Head {
     status: u16,
     seconds: f64,
-    key: String,
 }
 
 impl Exchange {
@@ -95,12 +98,20 @@ impl Exchange {
         identity: Identity,
     ) -> Self {
         shared.metrics.in_flight.inc();
-        let route = shared.routes.normalize(path).into_owned();
+        let route = shared.routes.normalize(path);
+        let mut key = KeyBuilder::default();
+        key.push(super::metrics::method_label(method));
+        key.push(&route);
+        let detailed = shared.access.is_some() || shared.spans.is_some();
+        let (path, route) = match detailed {
+            true => (path.to_owned(), route.into_owned()),
+            false => (String::new(), String::new()),
+        };
         Self {
-            method_label: super::metrics::method_label(method),
             method: method.clone(),
-            path: path.to_owned(),
+            path,
             route,
+            key,
             identity,
             request_bytes: Arc::default(),
             head: None,
@@ -133,15 +144,11 @@ impl Exchange {
     /// duration (with the trace ID as exemplar).
     pub fn head(&mut self, status: u16) {
         let seconds = self.started.elapsed().as_secs_f64();
-        let key = super::metrics::series_key(self.method_label, &self.route, status);
+        self.key.push_display(status);
         self.shared
             .metrics
-            .response_head(&key, seconds, &self.identity.trace_id);
-        self.head = Some(Head {
-            status,
-            seconds,
-            key,
-        });
+            .response_head(self.key.as_str(), seconds, &self.identity.trace_id);
+        self.head = Some(Head { status, seconds });
     }
 }
 
@@ -157,7 +164,7 @@ impl Drop for Exchange {
             return; // the client left before the app answered
         };
         let request_bytes = self.request_bytes.load(Ordering::Relaxed);
-        metrics.sizes(&head.key, request_bytes, self.response_bytes);
+        metrics.sizes(self.key.as_str(), request_bytes, self.response_bytes);
         if let Some(access) = &self.shared.access {
             access.emit(&AccessRecord {
                 method: self.method.as_str(),

@@ -64,11 +64,7 @@ pub fn ensure_traced(headers: &mut HeaderMap, sampler: Option<&Sampler>) -> Iden
         return identity;
     };
     let span_id = nonzero_u64(&mut rand::rng()).to_be_bytes();
-    let value = format!(
-        "00-{}-{:016x}-01",
-        identity.trace_id,
-        u64::from_be_bytes(span_id)
-    );
+    let value = traceparent(&identity.trace_id, u64::from_be_bytes(span_id), true);
     headers.insert(TRACEPARENT_HEADER, header(&value));
     let trace_state = headers
         .get(TRACESTATE_HEADER)
@@ -114,9 +110,11 @@ fn ensure_ids(headers: &mut HeaderMap) -> Identity {
                 let mut rng = rand::rng();
                 (nonzero_u128(&mut rng), nonzero_u64(&mut rng))
             };
-            let trace_id = format!("{trace_id:032x}");
+            let mut hex = [0u8; 32];
+            write_hex(&mut hex, trace_id);
+            let trace_id = ascii(&hex);
             // Sampled flag off: only a sidewatch that exports the span may set it.
-            let value = format!("00-{trace_id}-{span_id:016x}-00");
+            let value = traceparent(&trace_id, span_id, false);
             headers.insert(TRACEPARENT_HEADER, header(&value));
             // tracestate belongs to the traceparent it came with.
             headers.remove(TRACESTATE_HEADER);
@@ -172,15 +170,43 @@ pub fn uuid_v7() -> String {
         | (((random >> 64) & 0xfff) << 64)
         | (0b10 << 62)
         | (random & 0x3fff_ffff_ffff_ffff);
-    let hex = format!("{value:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    let mut text = [b'-'; 36];
+    for (from, to) in [
+        (0, 0..8),
+        (8, 9..13),
+        (12, 14..18),
+        (16, 19..23),
+        (20, 24..36),
+    ] {
+        let digits = to.len();
+        write_hex(&mut text[to], value >> (4 * (32 - from - digits)));
+    }
+    ascii(&text)
+}
+
+/// Writes the low `out.len()` hex digits of `value` (lowercase) into `out`.
+fn write_hex(out: &mut [u8], mut value: u128) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for digit in out.iter_mut().rev() {
+        *digit = DIGITS[(value & 0xf) as usize];
+        value >>= 4;
+    }
+}
+
+/// `00-<trace_id>-<span_id>-<flags>` with the IDs as lowercase hex.
+fn traceparent(trace_id: &str, span_id: u64, sampled: bool) -> String {
+    let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    text[3..35].copy_from_slice(trace_id.as_bytes());
+    write_hex(&mut text[36..52], u128::from(span_id));
+    if sampled {
+        text[54] = b'1';
+    }
+    ascii(&text)
+}
+
+/// The text of generated ASCII (hex digits and dashes).
+fn ascii(text: &[u8]) -> String {
+    String::from_utf8_lossy(text).into_owned()
 }
 
 fn nonzero_u128(rng: &mut impl Rng) -> u128 {
@@ -214,6 +240,29 @@ mod tests {
         assert_eq!(&a[14..15], "7", "{a}");
         assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
         assert!(a < b, "{a} {b}");
+    }
+
+    #[test]
+    fn ids_are_written_as_format_would() {
+        let mut out = [0u8; 32];
+        let value = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210_u128;
+        write_hex(&mut out, value);
+        assert_eq!(std::str::from_utf8(&out).unwrap(), format!("{value:032x}"));
+        let trace = format!("{value:032x}");
+        assert_eq!(
+            traceparent(&trace, 0xab, false),
+            format!("00-{trace}-{:016x}-00", 0xab)
+        );
+        assert!(traceparent(&trace, 1, true).ends_with("-01"));
+        let id = uuid_v7();
+        let hex: String = id.chars().filter(|c| *c != '-').collect();
+        let dashes: Vec<usize> = id.match_indices('-').map(|(i, _)| i).collect();
+        assert_eq!(dashes, [8, 13, 18, 23], "{id}");
+        assert!(
+            hex.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{id}"
+        );
     }
 
     #[test]

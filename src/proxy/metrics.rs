@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 
 use crate::config::log_metrics::DEFAULT_BUCKETS;
 use crate::logs::rules::{ExemplarHistogram, TraceLabel};
-use crate::telemetry::cardinality::{CappedFamily, KeyBuilder, OverflowMetrics};
+use crate::telemetry::cardinality::{CappedFamily, OverflowMetrics};
 
 /// Methods kept as they are in the `method` label; any other is `OTHER`.
 pub const METHODS: [&str; 9] = [
@@ -202,7 +202,8 @@ impl ProxyMetrics {
     }
 
     /// Records a response's head: counts it and observes its duration with
-    /// the trace ID as exemplar. `key` is from [`series_key`].
+    /// the trace ID as exemplar. `key` holds method, route and status (a
+    /// [`crate::telemetry::cardinality::KeyBuilder`] key).
     pub fn response_head(&self, key: &str, seconds: f64, trace_id: &str) {
         self.requests.with(key, |c| {
             c.inc();
@@ -243,15 +244,6 @@ pub fn method_label(method: &http::Method) -> &'static str {
         .find(|m| **m == method.as_str())
         .copied()
         .unwrap_or("OTHER")
-}
-
-/// The series key of `(method, route, status)`.
-pub fn series_key(method: &str, route: &str, status: u16) -> String {
-    let mut key = KeyBuilder::default();
-    key.push(method);
-    key.push(route);
-    key.push_display(status);
-    key.as_str().to_owned()
 }
 
 #[cfg(test)]
