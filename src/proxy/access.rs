@@ -23,15 +23,19 @@ const BATCH: usize = 1024;
 /// rest of the proxying); with it, one wake-up serves a whole batch.
 const LINGER: Duration = Duration::from_millis(10);
 
-/// One finished request, as the access log records it.
+/// One finished request, as the access log records it. The proxy hands it
+/// over as it is (its strings moved out of the finished exchange, nothing
+/// copied); the pipeline's side turns it into fields.
 #[derive(Debug, Clone)]
-pub struct AccessRecord<'a> {
+pub struct AccessRecord {
+    /// When the response ended.
+    pub ended_at: SystemTime,
     /// The request method as sent.
-    pub method: &'a str,
+    pub method: http::Method,
     /// The normalised route.
-    pub route: &'a str,
+    pub route: String,
     /// The request path, without the query string.
-    pub path: &'a str,
+    pub path: String,
     /// The response status (502/504 when the app could not answer).
     pub status: u16,
     /// Seconds from arrival to the response headers.
@@ -41,24 +45,24 @@ pub struct AccessRecord<'a> {
     /// Response body bytes sent.
     pub response_bytes: u64,
     /// The `x-request-id`.
-    pub correlation_id: &'a str,
+    pub correlation_id: String,
     /// The trace ID of the forwarded `traceparent`.
-    pub trace_id: &'a str,
+    pub trace_id: String,
     /// Whether the client went away before the response ended.
     pub aborted: bool,
 }
 
-impl AccessRecord<'_> {
+impl AccessRecord {
     /// The event's fields, `timestamp` (when the request ended, RFC 3339)
     /// first, as app log lines have it.
-    pub fn to_fields(&self) -> Fields {
+    pub fn into_fields(self) -> Fields {
         let mut fields = Fields::with_capacity(20);
-        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        fields.insert("timestamp", now.into());
+        let ended = humantime::format_rfc3339_millis(self.ended_at).to_string();
+        fields.insert("timestamp", ended.into());
         fields.insert("level", "info".into());
         fields.insert("message", "proxy access".into());
         fields.insert("kind", "access".into());
-        fields.insert("method", self.method.into());
+        fields.insert("method", self.method.as_str().into());
         fields.insert("route", self.route.into());
         fields.insert("path", self.path.into());
         fields.insert("status", self.status.into());
@@ -77,7 +81,7 @@ impl AccessRecord<'_> {
 /// The proxy's end: queues events without waiting.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
-    tx: mpsc::Sender<Fields>,
+    tx: mpsc::Sender<AccessRecord>,
     dropped: Counter,
 }
 
@@ -98,8 +102,8 @@ impl AccessLog {
     }
 
     /// Queues one event, or counts it as dropped.
-    pub fn emit(&self, record: &AccessRecord<'_>) {
-        if self.tx.try_send(record.to_fields()).is_err() {
+    pub fn emit(&self, record: AccessRecord) {
+        if self.tx.try_send(record).is_err() {
             self.dropped.inc();
         }
     }
@@ -110,7 +114,7 @@ impl AccessLog {
 /// reload starts reading where the old one, drained, let go.
 #[derive(Debug, Clone)]
 pub struct AccessSource {
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Fields>>>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<AccessRecord>>>,
     info: Option<Arc<SourceInfo>>,
 }
 
@@ -121,7 +125,7 @@ impl AccessSource {
         self
     }
 
-    fn event(&self, fields: Fields) -> Option<Event> {
+    fn event(&self, record: AccessRecord) -> Option<Event> {
         let info = self.info.clone()?;
         let meta = EventMeta {
             source: info,
@@ -130,10 +134,10 @@ impl AccessSource {
             raw_len: 0,
             flags: Flags::default(),
         };
-        Some(Event::from_fields(fields, meta, None))
+        Some(Event::from_fields(record.into_fields(), meta, None))
     }
 
-    async fn send(&self, ctx: &SourceContext, batch: Vec<Fields>) -> bool {
+    async fn send(&self, ctx: &SourceContext, batch: Vec<AccessRecord>) -> bool {
         let batch: Vec<Event> = batch.into_iter().filter_map(|f| self.event(f)).collect();
         if batch.is_empty() {
             return true;
@@ -179,13 +183,13 @@ impl AccessSource {
     async fn drain(
         &self,
         ctx: &SourceContext,
-        rx: &mut mpsc::Receiver<Fields>,
-        mut batch: Vec<Fields>,
+        rx: &mut mpsc::Receiver<AccessRecord>,
+        mut batch: Vec<AccessRecord>,
     ) -> bool {
         loop {
             while batch.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(fields) => batch.push(fields),
+                    Ok(record) => batch.push(record),
                     Err(_) => break,
                 }
             }

@@ -165,26 +165,13 @@ impl Drop for Exchange {
         };
         let request_bytes = self.request_bytes.load(Ordering::Relaxed);
         metrics.sizes(self.key.as_str(), request_bytes, self.response_bytes);
-        if let Some(access) = &self.shared.access {
-            access.emit(&AccessRecord {
-                method: self.method.as_str(),
-                route: &self.route,
-                path: &self.path,
-                status: head.status,
-                duration_seconds: head.seconds,
-                request_bytes,
-                response_bytes: self.response_bytes,
-                correlation_id: &self.identity.request_id,
-                trace_id: &self.identity.trace_id,
-                aborted,
-            });
-        }
+        let (status, seconds) = (head.status, head.seconds);
         if let (Some(span), Some(spans)) = (&self.identity.span, &self.shared.spans) {
             let done = crate::otlp::traces::Finished {
                 method: self.method.as_str(),
                 route: &self.route,
                 path: &self.path,
-                status: head.status,
+                status,
                 protocol_version: self.peer.map_or("1.1", |(_, v)| v),
                 client_address: self.peer.map(|(ip, _)| ip),
                 request_bytes,
@@ -193,6 +180,22 @@ impl Drop for Exchange {
                 aborted,
             };
             spans.emit(span.finish(&done, std::time::SystemTime::now()));
+        }
+        if let Some(access) = &self.shared.access {
+            // The exchange ends here: its strings move into the record.
+            access.emit(AccessRecord {
+                ended_at: std::time::SystemTime::now(),
+                method: self.method.clone(),
+                route: std::mem::take(&mut self.route),
+                path: std::mem::take(&mut self.path),
+                status,
+                duration_seconds: seconds,
+                request_bytes,
+                response_bytes: self.response_bytes,
+                correlation_id: std::mem::take(&mut self.identity.request_id),
+                trace_id: std::mem::take(&mut self.identity.trace_id),
+                aborted,
+            });
         }
     }
 }
