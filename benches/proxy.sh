@@ -39,43 +39,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat > "$work/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$nginx_port;
-    location / { return 200 "ok\n"; }
-  }
-}
-CONF
-nginx -c "$work/nginx.conf" -p "$work" &
-pids+=($!)
-
-cat > "$work/haproxy.cfg" <<CONF
-global
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 60s
-  timeout server 60s
-  option http-keep-alive
-frontend f
-  bind 127.0.0.1:$haproxy_port
-  default_backend b
-backend b
-  http-reuse always
-  server app 127.0.0.1:$nginx_port
-CONF
-haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 &
-pids+=($!)
-haproxy_pid=$!
+. benches/proxy_peers.sh
+start_nginx "$nginx_port"
+pids+=($nginx_pid)
+start_haproxy "$haproxy_port" "$nginx_port"
+pids+=($haproxy_pid)
 
 start_sidewatch() { # $1 = access_log true|false
   cat > "$work/sw.toml" <<CONF

@@ -71,23 +71,9 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 admin=$(port); loki=$(port); control=$(port); proxy=$(port); app=$(port)
 mkdir -p "$work/logs" "$work/state"
 
-cat > "$work/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$app;
-    location / { return 200 "ok\n"; }
-  }
-}
-CONF
-nginx -c "$work/nginx.conf" -p "$work" &
-nginx_pid=$!; pids+=($nginx_pid)
+. benches/proxy_peers.sh
+start_nginx "$app"
+pids+=($nginx_pid)
 
 cat > "$work/sidewatch.toml" <<TOML
 [admin]

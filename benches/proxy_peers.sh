@@ -1,0 +1,47 @@
+# Sourced by proxy.sh, proxy_rounds.sh and soak.sh: the proxy benchmarks'
+# upstream and peer, each started in the background in $work.
+#   start_nginx PORT            nginx `return 200 "ok\n"` (Debian nginx-light),
+#                               one worker, keep-alive without limit; sets nginx_pid
+#   start_haproxy PORT UPSTREAM haproxy 2.6 (Debian) in HTTP mode with
+#                               keep-alive and connection reuse; sets haproxy_pid
+
+start_nginx() {
+  cat > "$work/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$1;
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+  nginx -c "$work/nginx.conf" -p "$work" &
+  nginx_pid=$!
+}
+
+start_haproxy() {
+  cat > "$work/haproxy.cfg" <<CONF
+global
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend f
+  bind 127.0.0.1:$1
+  default_backend b
+backend b
+  http-reuse always
+  server app 127.0.0.1:$2
+CONF
+  haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 &
+  haproxy_pid=$!
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Proxy throughput in interleaved rounds: the same setup as proxy.sh (nginx
+# `return 200` upstream, haproxy as the peer, sidewatch with access logs on
+# and off, `wrk -t2 -c50`), but all four run at once and each round measures
+# each of haproxy / sidewatch (log on) / sidewatch (log off) in turn, so a
+# shared machine's slow minutes hit all of them alike. Prints every run and
+# the medians: req/s, the ratio to haproxy's median, CPU-µs per request.
+# Run by hand (root, Debian 12) after benches/proxy.sh has installed nginx,
+# haproxy and wrk.
+#
+#   benches/proxy_rounds.sh [rounds] [seconds per run]   (default 5 × 3 s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+secs=${2:-3}
+cargo build --release --quiet
+bin=${CARGO_TARGET_DIR:-target}/release/sidewatch
+
+work=$(mktemp -d)
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+. benches/proxy_peers.sh
+nginx_port=$(port)
+start_nginx "$nginx_port"
+pids+=($nginx_pid)
+names=(haproxy); ports=($(port)); procs=()
+start_haproxy "${ports[0]}" "$nginx_port"
+pids+=($haproxy_pid); procs+=($haproxy_pid)
+for access_log in true false; do
+  listen=$(port)
+  cat > "$work/sw-$access_log.toml" <<CONF
+[admin]
+listen = "127.0.0.1:$(port)"
+[process]
+enabled = false
+[proxy]
+listen = "127.0.0.1:$listen"
+upstream = "127.0.0.1:$nginx_port"
+access_log = $access_log
+[[logs.sinks]]
+type = "stdout"
+CONF
+  "$bin" run --config "$work/sw-$access_log.toml" >/dev/null 2>"$work/sw-$access_log.err" &
+  pids+=($!); procs+=($!); ports+=("$listen"); names+=("sidewatch_log_$access_log")
+done
+for port in "${ports[@]}"; do
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.1; done
+done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "wrk -t2 -c50, $rounds rounds of ${secs} s per proxy, interleaved"
+for _ in $(seq "$rounds"); do
+  for k in "${!names[@]}"; do
+    wrk -t2 -c50 -d1s "http://127.0.0.1:${ports[$k]}/" >/dev/null # warm-up
+    before=$(cpu_ticks "${procs[$k]}")
+    requests=$(wrk -t2 -c50 -d"${secs}s" "http://127.0.0.1:${ports[$k]}/" | awk '/requests in/ {print $1}')
+    after=$(cpu_ticks "${procs[$k]}")
+    echo "${names[$k]} $requests $before $after" >> "$work/runs"
+  done
+done
+python3 - "$secs" "$(getconf CLK_TCK)" "$work/runs" <<'PY'
+import statistics, sys
+secs, hz = float(sys.argv[1]), float(sys.argv[2])
+runs = {}
+for line in open(sys.argv[3]):
+    name, requests, before, after = line.split()
+    requests = int(requests)
+    runs.setdefault(name, []).append((requests / secs, (int(after) - int(before)) / hz * 1e6 / requests))
+peer = statistics.median(rps for rps, _ in runs["haproxy"])
+for name, measured in runs.items():
+    rps = statistics.median(r for r, _ in measured)
+    cpu = statistics.median(c for _, c in measured)
+    each = " ".join("%.0f" % r for r, _ in measured)
+    print("%-20s median %7.0f req/s  %.2f of haproxy  %5.1f µs CPU/req   runs: %s" % (name, rps, rps / peer, cpu, each))
+    print("RESULT proxy_rounds.%s_rps %.0f" % (name, rps))
+    print("RESULT proxy_rounds.%s_cpu_us_per_req %.1f" % (name, cpu))
+PY
