@@ -155,3 +155,32 @@ async fn an_app_closing_idle_connections_silently_costs_no_failed_request() {
     );
     sidewatch.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_request_meeting_a_just_closed_app_connection_is_sent_again() {
+    // The app closes 50 ms after each response; the next request comes
+    // 70 ms after the last, too soon for the idle check (100 ms), so it is
+    // written to the closed connection, meets the close, and is sent again
+    // on a new one.
+    let (app, seen) = counting_app(AfterResponse::CloseSilently).await;
+    let (sidewatch, base) = start(app, "").await;
+    let proxy = base.trim_start_matches("http://").to_owned();
+    let statuses = sequential_requests(&proxy, 6, Duration::from_millis(70)).await;
+    assert!(
+        statuses.iter().all(|s| s == "HTTP/1.1 200 OK"),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        seen.request_lines.lock().unwrap().len(),
+        6,
+        "each request reached the app once"
+    );
+    let text = sidewatch.metrics().await;
+    let closed = value(
+        &text,
+        "sidewatch_proxy_upstream_errors_total",
+        &[("reason", "closed")],
+    );
+    assert_eq!(closed, 0.0);
+    sidewatch.stop().await;
+}
