@@ -1,9 +1,19 @@
 # Sourced by proxy.sh, proxy_rounds.sh and soak.sh: the proxy benchmarks'
 # upstream and peer, each started in the background in $work.
+#   port                        a free loopback port
+#   stop_all                    kills every pid in $pids, removes $work (an EXIT trap)
 #   start_nginx PORT            nginx `return 200 "ok\n"` (Debian nginx-light),
 #                               one worker, keep-alive without limit; sets nginx_pid
 #   start_haproxy PORT UPSTREAM haproxy 2.6 (Debian) in HTTP mode with
 #                               keep-alive and connection reuse; sets haproxy_pid
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+stop_all() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
 
 start_nginx() {
   cat > "$work/nginx.conf" <<CONF

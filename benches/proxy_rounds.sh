@@ -17,16 +17,9 @@ cargo build --release --quiet
 bin=${CARGO_TARGET_DIR:-target}/release/sidewatch
 
 work=$(mktemp -d)
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
 . benches/proxy_peers.sh
+trap stop_all EXIT
 nginx_port=$(port)
 start_nginx "$nginx_port"
 pids+=($nginx_pid)

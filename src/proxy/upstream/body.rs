@@ -142,18 +142,10 @@ impl AppBody {
     fn step(state: &mut State, buf: &mut BytesMut) -> Result<Step, BodyError> {
         match *state {
             State::Done => Ok(Step::Continue),
-            State::Length(left) => Ok(match take_data(buf, left) {
-                None => Step::NeedMore,
-                Some(data) => {
-                    let left = left - data.len() as u64;
-                    *state = if left == 0 {
-                        State::Done
-                    } else {
-                        State::Length(left)
-                    };
-                    Step::Frame(Frame::data(data))
-                }
-            }),
+            State::Length(left) => Ok(data_step(state, buf, left, |rest| match rest {
+                0 => State::Done,
+                rest => State::Length(rest),
+            })),
             State::UntilClose => Ok(match buf.is_empty() {
                 true => Step::NeedMore,
                 false => Step::Frame(Frame::data(buf.split().freeze())),
@@ -163,13 +155,20 @@ impl AppBody {
     }
 }
 
-/// Up to `left` buffered bytes, `None` when nothing is buffered.
-fn take_data(buf: &mut BytesMut, left: u64) -> Option<Bytes> {
+/// A data frame of up to `left` buffered bytes (nothing buffered: read
+/// more); `next` gives the state from the bytes left after it.
+fn data_step(
+    state: &mut State,
+    buf: &mut BytesMut,
+    left: u64,
+    next: impl FnOnce(u64) -> State,
+) -> Step {
     if buf.is_empty() {
-        return None;
+        return Step::NeedMore;
     }
     let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-    Some(buf.split_to(n).freeze())
+    *state = next(left - n as u64);
+    Step::Frame(Frame::data(buf.split_to(n).freeze()))
 }
 
 fn step_chunked(state: &mut State, chunk: Chunk, buf: &mut BytesMut) -> Result<Step, BodyError> {
@@ -190,18 +189,10 @@ fn step_chunked(state: &mut State, chunk: Chunk, buf: &mut BytesMut) -> Result<S
             Ok(httparse::Status::Partial) => Ok(Step::NeedMore),
             Err(_) => Err(BodyError::InvalidChunk("invalid chunk size")),
         },
-        Chunk::Data(left) => Ok(match take_data(buf, left) {
-            None => Step::NeedMore,
-            Some(data) => {
-                let left = left - data.len() as u64;
-                *state = State::Chunked(if left == 0 {
-                    Chunk::DataEnd
-                } else {
-                    Chunk::Data(left)
-                });
-                Step::Frame(Frame::data(data))
-            }
-        }),
+        Chunk::Data(left) => Ok(data_step(state, buf, left, |rest| match rest {
+            0 => State::Chunked(Chunk::DataEnd),
+            rest => State::Chunked(Chunk::Data(rest)),
+        })),
         Chunk::DataEnd if buf.len() < 2 => Ok(Step::NeedMore),
         Chunk::DataEnd if &buf[..2] == b"\r\n" => {
             buf.advance(2);
