@@ -82,19 +82,25 @@ pub fn parse_response(
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or(UpstreamError::InvalidResponse("invalid status code"))?;
     let http11 = parsed.version == Some(1);
-    // Where each field sits in the head, so values can share its memory.
+    // Where each field's name and value sit in the head (kept on the stack:
+    // no allocation per response), so values can share the head's memory.
     let start = buf.as_ptr() as usize;
-    let mut spans = Vec::with_capacity(parsed.headers.len());
-    for field in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| UpstreamError::InvalidResponse("invalid header name"))?;
-        let at = field.value.as_ptr() as usize - start;
-        spans.push((name, at, at + field.value.len()));
+    let mut spans = [((0, 0), (0, 0)); MAX_RESPONSE_HEADERS];
+    let count = parsed.headers.len();
+    for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
+        let name = field.name.as_ptr() as usize - start;
+        let value = field.value.as_ptr() as usize - start;
+        *span = (
+            (name, name + field.name.len()),
+            (value, value + field.value.len()),
+        );
     }
     let head: Bytes = buf.split_to(length).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for (name, from, to) in spans {
-        let value = HeaderValue::from_maybe_shared(head.slice(from..to))
+    let mut headers = HeaderMap::with_capacity(count);
+    for ((name_from, name_to), (value_from, value_to)) in spans.into_iter().take(count) {
+        let name = HeaderName::from_bytes(&head[name_from..name_to])
+            .map_err(|_| UpstreamError::InvalidResponse("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value_from..value_to))
             .map_err(|_| UpstreamError::InvalidResponse("invalid header value"))?;
         headers.append(name, value);
     }
