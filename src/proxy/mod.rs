@@ -16,6 +16,7 @@
 
 pub mod access;
 mod body;
+mod coalesce;
 mod forward;
 pub mod identity;
 pub mod metrics;
@@ -307,6 +308,8 @@ impl Proxy {
     /// Serves until `stop`, then drains (see the module doc).
     pub async fn serve(self, stop: CancellationToken) {
         let graceful = GracefulShutdown::new();
+        let coalescer = coalesce::Coalescer::new();
+        let flusher = tokio::spawn(coalescer.clone().flusher());
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -322,13 +325,13 @@ impl Proxy {
             };
             let _ = stream.set_nodelay(true);
             let handle = self.shared.clone();
-            let pinned = Arc::new(upstream::Pinned::default());
+            let pinned = Arc::new(upstream::Pinned::new(coalescer.clone()));
             let service = service_fn(move |request| {
                 forward::handle(handle.get(), peer, pinned.clone(), request)
             });
             let connection = self
                 .builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(coalescer.wrap(stream)), service)
                 .into_owned();
             let connection = graceful.watch(connection);
             let handle = self.shared.clone();
@@ -350,6 +353,8 @@ impl Proxy {
         let tunnels = self.shared.get().tunnels.clone();
         tunnels.close();
         let _ = tokio::time::timeout(Duration::from_millis(100), tunnels.wait()).await;
+        coalescer.close();
+        let _ = flusher.await;
         tracing::info!("proxy stopped");
     }
 }

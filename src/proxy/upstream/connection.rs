@@ -5,7 +5,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -14,6 +14,7 @@ use http::{request, StatusCode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::super::coalesce::{CoalescedStream, Coalescer};
 use super::head::{self, ResponseHead};
 use super::UpstreamError;
 
@@ -28,7 +29,7 @@ const IDLE_CHECK_AFTER: Duration = Duration::from_millis(100);
 /// A connection to the app.
 #[derive(Debug)]
 pub struct AppConnection {
-    stream: TcpStream,
+    stream: CoalescedStream,
     /// Bytes read from the app and not consumed yet.
     read: BytesMut,
     /// The request head being written (kept for its capacity).
@@ -47,8 +48,12 @@ pub struct Failure {
 }
 
 impl AppConnection {
-    /// Connects to `upstream` within `timeout`.
-    pub async fn connect(upstream: &Authority, timeout: Duration) -> Result<Self, UpstreamError> {
+    /// Connects to `upstream` within `timeout`; writes go through `coalescer`.
+    pub async fn connect(
+        upstream: &Authority,
+        timeout: Duration,
+        coalescer: &Coalescer,
+    ) -> Result<Self, UpstreamError> {
         let stream =
             match tokio::time::timeout(timeout, TcpStream::connect(upstream.as_str())).await {
                 Ok(Ok(stream)) => stream,
@@ -60,7 +65,7 @@ impl AppConnection {
             };
         let _ = stream.set_nodelay(true);
         Ok(Self {
-            stream,
+            stream: coalescer.wrap(stream),
             read: BytesMut::with_capacity(READ_RESERVE),
             head: Vec::with_capacity(1024),
             idle_since: Instant::now(),
@@ -141,11 +146,7 @@ impl AppConnection {
         if self.idle_since.elapsed() < IDLE_CHECK_AFTER {
             return true;
         }
-        // Only a socket the reactor saw readable can hold news.
-        let mut cx = Context::from_waker(Waker::noop());
-        if self.stream.poll_read_ready(&mut cx).is_pending() {
-            return true;
-        }
+        // `try_read` costs no syscall unless the reactor saw the socket readable.
         let mut probe = [0u8; 1];
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }

@@ -21,6 +21,8 @@ use http::{request, Response};
 pub use body::AppBody;
 use connection::{AppConnection, Failure};
 
+use super::coalesce::Coalescer;
+
 /// Why the app gave no response.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -56,16 +58,26 @@ impl UpstreamError {
 
 /// An HTTP/1.1 client connection's own connection to the app, opened at its
 /// first request without a body and closed with it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pinned {
     /// The idle connection and the upstream it goes to (a reload may change
     /// the upstream; the next request then opens a connection to the new
     /// one). Empty while a response streams: its body holds the connection
     /// and puts it back once the response has ended cleanly.
     slot: Mutex<Option<(Authority, AppConnection)>>,
+    /// Coalesces the writes of the connections it opens.
+    coalescer: Coalescer,
 }
 
 impl Pinned {
+    /// No connection yet; the ones opened will coalesce writes through `coalescer`.
+    pub fn new(coalescer: Coalescer) -> Self {
+        Self {
+            slot: Mutex::new(None),
+            coalescer,
+        }
+    }
+
     /// Sends the bodiless request `head` to `upstream` on the pinned
     /// connection, opening one when there is none (or the app closed it),
     /// and returns the response once its head has arrived. An idempotent
@@ -88,7 +100,8 @@ impl Pinned {
                 Err(failure) => return Err(failure.error),
             }
         }
-        let mut connection = AppConnection::connect(upstream, connect_timeout).await?;
+        let mut connection =
+            AppConnection::connect(upstream, connect_timeout, &self.coalescer).await?;
         let response = connection
             .exchange(head)
             .await
