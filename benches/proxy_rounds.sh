@@ -9,12 +9,21 @@
 # haproxy and wrk.
 #
 #   benches/proxy_rounds.sh [rounds] [seconds per run]   (default 5 × 3 s)
+#
+# With BASELINE_BIN set to another build of sidewatch (say, of the commit
+# before a change), it runs too, access logs off, as `baseline_log_false`:
+# an A/B of two builds in the same rounds. SIDEWATCH_BIN, when set, is run
+# instead of building the checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
 secs=${2:-3}
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/sidewatch
+if [ -n "${SIDEWATCH_BIN:-}" ]; then
+  bin=$SIDEWATCH_BIN # a build made beforehand
+else
+  cargo build --release --quiet
+  bin=${CARGO_TARGET_DIR:-target}/release/sidewatch
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -26,9 +35,14 @@ pids+=($nginx_pid)
 names=(haproxy); ports=($(port)); procs=()
 start_haproxy "${ports[0]}" "$nginx_port"
 pids+=($haproxy_pid); procs+=($haproxy_pid)
-for access_log in true false; do
+runs=("$bin true" "$bin false")
+[ -n "${BASELINE_BIN:-}" ] && runs+=("$BASELINE_BIN false")
+for run in "${runs[@]}"; do
+  read -r run_bin access_log <<<"$run"
   listen=$(port)
-  cat > "$work/sw-$access_log.toml" <<CONF
+  name=sidewatch_log_$access_log
+  [ "$run_bin" != "$bin" ] && name=baseline_log_$access_log
+  cat > "$work/$name.toml" <<CONF
 [admin]
 listen = "127.0.0.1:$(port)"
 [process]
@@ -40,8 +54,8 @@ access_log = $access_log
 [[logs.sinks]]
 type = "stdout"
 CONF
-  "$bin" run --config "$work/sw-$access_log.toml" >/dev/null 2>"$work/sw-$access_log.err" &
-  pids+=($!); procs+=($!); ports+=("$listen"); names+=("sidewatch_log_$access_log")
+  "$run_bin" run --config "$work/$name.toml" >/dev/null 2>"$work/$name.err" &
+  pids+=($!); procs+=($!); ports+=("$listen"); names+=("$name")
 done
 for port in "${ports[@]}"; do
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.1; done
