@@ -17,6 +17,7 @@
 pub mod access;
 mod body;
 mod coalesce;
+mod event_loop;
 mod forward;
 pub mod identity;
 pub mod metrics;
@@ -26,12 +27,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -247,11 +246,10 @@ impl Proxy {
         self.listener.local_addr()
     }
 
-    /// Serves on `threads` threads of the proxy's own runtime (one thread:
-    /// a single event loop, no cross-thread wake-ups) until `stop`, then
-    /// drains; resolves once the proxy has stopped.
+    /// Serves on `threads` event loops of the proxy's own (see
+    /// [`event_loop`]) until `stop`, then drains; resolves once every loop
+    /// has stopped.
     pub async fn run(self, stop: CancellationToken, threads: usize) {
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let listener = match self.listener.into_std() {
             Ok(listener) => listener,
             Err(error) => {
@@ -259,102 +257,9 @@ impl Proxy {
                 return;
             }
         };
-        let (shared, builder) = (self.shared, self.builder);
-        let runtime = if threads <= 1 {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        } else {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads)
-                .thread_name("sidewatch-proxy")
-                .enable_all()
-                .build()
-        };
-        let runtime = match runtime {
-            Ok(runtime) => runtime,
-            Err(error) => {
-                tracing::error!(%error, "proxy: cannot start its runtime");
-                return;
-            }
-        };
-        let thread = std::thread::Builder::new()
-            .name("sidewatch-proxy".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    match TcpListener::from_std(listener) {
-                        Ok(listener) => {
-                            let proxy = Proxy {
-                                listener,
-                                shared,
-                                builder,
-                            };
-                            proxy.serve(stop).await;
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "proxy: cannot register the listener")
-                        }
-                    }
-                });
-                let _ = done_tx.send(());
-            });
-        if let Err(error) = thread {
-            tracing::error!(%error, "proxy: cannot start its thread");
-            return;
+        for ended in event_loop::start(listener, self.shared, self.builder, stop, threads) {
+            let _ = ended.await;
         }
-        let _ = done_rx.await;
-    }
-
-    /// Serves until `stop`, then drains (see the module doc).
-    pub async fn serve(self, stop: CancellationToken) {
-        let graceful = GracefulShutdown::new();
-        let coalescer = coalesce::Coalescer::new();
-        let flusher = tokio::spawn(coalescer.clone().flusher());
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Typically EMFILE: back off instead of spinning.
-                        tracing::warn!(%error, "proxy: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = stop.cancelled() => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let handle = self.shared.clone();
-            let pinned = Arc::new(upstream::Pinned::new(coalescer.clone()));
-            let service = service_fn(move |request| {
-                forward::handle(handle.get(), peer, pinned.clone(), request)
-            });
-            let connection = self
-                .builder
-                .serve_connection_with_upgrades(TokioIo::new(coalescer.wrap(stream)), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
-            let handle = self.shared.clone();
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    let reason = connection_reason(&*error);
-                    handle.get().metrics.connection_error(reason);
-                    tracing::debug!(%error, %peer, reason, "proxy: client connection error");
-                }
-            });
-        }
-        drop(self.listener);
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("proxy: requests still in flight after the drain timeout");
-        }
-        let tunnels = self.shared.get().tunnels.clone();
-        tunnels.close();
-        let _ = tokio::time::timeout(Duration::from_millis(100), tunnels.wait()).await;
-        coalescer.close();
-        let _ = flusher.await;
         tracing::info!("proxy stopped");
     }
 }

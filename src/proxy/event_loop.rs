@@ -1,0 +1,217 @@
+//! The proxy's event loops: `proxy.threads` of them, each a single-threaded
+//! tokio runtime on a thread of its own that serves the client connections
+//! handed to it from start to end. They share nothing per request — no
+//! work stealing, no wake-up from one thread to another, one write
+//! [`Coalescer`] each — which is how nginx workers and haproxy threads are
+//! laid out. Loop 0 also accepts, and deals the connections out in turn;
+//! moving one to another loop costs two `epoll_ctl` calls, once per
+//! connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::coalesce::Coalescer;
+use super::{connection_reason, forward, upstream, ProxyHandle, DRAIN_TIMEOUT};
+
+/// A connection accepted by loop 0 for another loop to serve.
+type Handed = (std::net::TcpStream, SocketAddr);
+
+/// Starts `threads` loops serving what `listener` accepts until `stop`;
+/// the receivers resolve as each loop has drained and ended.
+pub fn start(
+    listener: std::net::TcpListener,
+    handle: ProxyHandle,
+    builder: auto::Builder<TokioExecutor>,
+    stop: CancellationToken,
+    threads: usize,
+) -> Vec<oneshot::Receiver<()>> {
+    let mut ended = Vec::new();
+    let mut others = Vec::new();
+    for index in 1..threads.max(1) {
+        let (to_loop, handed) = mpsc::unbounded_channel::<Handed>();
+        let event_loop = EventLoop::new(handle.clone(), builder.clone());
+        let stop = stop.clone();
+        if let Some(done) = spawn(
+            index,
+            async move { event_loop.serve_handed(handed, stop).await },
+        ) {
+            others.push(to_loop);
+            ended.push(done);
+        }
+    }
+    let event_loop = EventLoop::new(handle, builder);
+    let first = spawn(0, async move {
+        match TcpListener::from_std(listener) {
+            Ok(listener) => event_loop.serve_accepting(listener, others, stop).await,
+            Err(error) => tracing::error!(%error, "proxy: cannot register the listener"),
+        }
+    });
+    ended.extend(first);
+    ended
+}
+
+/// Runs `serve` on a new thread's single-threaded runtime.
+fn spawn(
+    index: usize,
+    serve: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Option<oneshot::Receiver<()>> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, index, "proxy: cannot start an event loop");
+            return None;
+        }
+    };
+    let (done, ended) = oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name(format!("sidewatch-proxy-{index}"))
+        .spawn(move || {
+            runtime.block_on(serve);
+            let _ = done.send(());
+        });
+    match thread {
+        Ok(_) => Some(ended),
+        Err(error) => {
+            tracing::error!(%error, index, "proxy: cannot start an event loop thread");
+            None
+        }
+    }
+}
+
+/// One loop's state: its connections' graceful shutdown and its coalescer.
+struct EventLoop {
+    handle: ProxyHandle,
+    builder: auto::Builder<TokioExecutor>,
+    graceful: GracefulShutdown,
+    coalescer: Coalescer,
+}
+
+impl EventLoop {
+    fn new(handle: ProxyHandle, builder: auto::Builder<TokioExecutor>) -> Self {
+        Self {
+            handle,
+            builder,
+            graceful: GracefulShutdown::new(),
+            coalescer: Coalescer::new(),
+        }
+    }
+
+    /// Loop 0: accepts until `stop`, serving every `others.len() + 1`-th
+    /// connection itself and handing the rest out in turn.
+    async fn serve_accepting(
+        self,
+        listener: TcpListener,
+        others: Vec<mpsc::UnboundedSender<Handed>>,
+        stop: CancellationToken,
+    ) {
+        let flusher = tokio::spawn(self.coalescer.clone().flusher());
+        let mut turn = 0usize;
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Typically EMFILE: back off instead of spinning.
+                        tracing::warn!(%error, "proxy: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = stop.cancelled() => break,
+            };
+            turn = (turn + 1) % (others.len() + 1);
+            match turn.checked_sub(1).map(|other| &others[other]) {
+                Some(other) => match stream.into_std() {
+                    Ok(stream) => {
+                        if let Err(mpsc::error::SendError((stream, peer))) =
+                            other.send((stream, peer))
+                        {
+                            // That loop has ended: serve it here.
+                            if let Ok(stream) = TcpStream::from_std(stream) {
+                                self.serve_connection(stream, peer);
+                            }
+                        }
+                    }
+                    Err(error) => tracing::debug!(%error, %peer, "proxy: cannot hand over"),
+                },
+                None => self.serve_connection(stream, peer),
+            }
+        }
+        drop(listener);
+        drop(others);
+        self.drain(flusher).await;
+    }
+
+    /// Loops 1..: serve the connections loop 0 hands over until `stop`.
+    async fn serve_handed(
+        self,
+        mut handed: mpsc::UnboundedReceiver<Handed>,
+        stop: CancellationToken,
+    ) {
+        let flusher = tokio::spawn(self.coalescer.clone().flusher());
+        loop {
+            let (stream, peer) = tokio::select! {
+                next = handed.recv() => match next {
+                    Some(next) => next,
+                    None => break,
+                },
+                () = stop.cancelled() => break,
+            };
+            match TcpStream::from_std(stream) {
+                Ok(stream) => self.serve_connection(stream, peer),
+                Err(error) => tracing::debug!(%error, %peer, "proxy: cannot take over"),
+            }
+        }
+        self.drain(flusher).await;
+    }
+
+    /// Serves one client connection on this loop.
+    fn serve_connection(&self, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let handle = self.handle.clone();
+        let pinned = Arc::new(upstream::Pinned::new(self.coalescer.clone()));
+        let service =
+            service_fn(move |request| forward::handle(handle.get(), peer, pinned.clone(), request));
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(self.coalescer.wrap(stream)), service)
+            .into_owned();
+        let connection = self.graceful.watch(connection);
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                let reason = connection_reason(&*error);
+                handle.get().metrics.connection_error(reason);
+                tracing::debug!(%error, %peer, reason, "proxy: client connection error");
+            }
+        });
+    }
+
+    /// Lets in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]), closes
+    /// idle connections and tunnels, and sends what is still held.
+    async fn drain(self, flusher: tokio::task::JoinHandle<()>) {
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("proxy: requests still in flight after the drain timeout");
+        }
+        let tunnels = self.handle.get().tunnels.clone();
+        tunnels.close();
+        let _ = tokio::time::timeout(Duration::from_millis(100), tunnels.wait()).await;
+        self.coalescer.close();
+        let _ = flusher.await;
+    }
+}
