@@ -76,7 +76,7 @@ fn spawn(
     };
     let (done, ended) = oneshot::channel();
     let thread = std::thread::Builder::new()
-        .name(format!("sidewatch-proxy-{index}"))
+        .name(format!("proxy-loop-{index}"))
         .spawn(move || {
             runtime.block_on(serve);
             let _ = done.send(());
