@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::accept;
 use crate::reload::{ReloadError, ReloadHandle};
 
 /// How long a client may take to send its request headers.
@@ -22,18 +23,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the actions on `listener` until `stop`.
 pub async fn serve(listener: TcpListener, reload: ReloadHandle, stop: CancellationToken) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "admin actions: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => return,
-        };
+    while let Some((stream, peer)) = accept::next_or_stop(&listener, &stop, "admin actions").await {
         let reload = reload.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let reload = reload.clone();

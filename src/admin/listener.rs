@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use super::auth::Auth;
 use super::security::{Rejections, SecurityMetrics};
 use super::tls::Tls;
+use crate::accept;
 use crate::config::admin::{AuthConfig, LimitsConfig, TlsConfig};
 
 /// How long open connections get to finish after the server stops.
@@ -187,19 +188,7 @@ pub async fn serve<H, F>(
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let connections = TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(%error, "admin server: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => break,
-        };
+    while let Some((stream, peer)) = accept::next_or_stop(&listener, &stop, "admin server").await {
         let (guard, handler, stop) = (guard.clone(), handler.clone(), stop.clone());
         connections.spawn(async move {
             let Some(tls) = &guard.tls else {

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::coalesce::Coalescer;
 use super::{connection_reason, forward, upstream, ProxyHandle, DRAIN_TIMEOUT};
+use crate::accept;
 
 /// A connection accepted by loop 0 for another loop to serve.
 type Handed = (std::net::TcpStream, SocketAddr);
@@ -118,19 +119,7 @@ impl EventLoop {
     ) {
         let flusher = tokio::spawn(self.coalescer.clone().flusher());
         let mut turn = 0usize;
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Typically EMFILE: back off instead of spinning.
-                        tracing::warn!(%error, "proxy: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = stop.cancelled() => break,
-            };
+        while let Some((stream, peer)) = accept::next_or_stop(&listener, &stop, "proxy").await {
             turn = (turn + 1) % (others.len() + 1);
             match turn.checked_sub(1).map(|other| &others[other]) {
                 Some(other) => match stream.into_std() {
