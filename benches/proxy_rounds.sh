@@ -13,7 +13,8 @@
 # With BASELINE_BIN set to another build of sidewatch (say, of the commit
 # before a change), it runs too, access logs off, as `baseline_log_false`:
 # an A/B of two builds in the same rounds. SIDEWATCH_BIN, when set, is run
-# instead of building the checkout.
+# instead of building the checkout. PROXY_THREADS (default 1) sets
+# `proxy.threads` of every sidewatch run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -51,6 +52,7 @@ enabled = false
 listen = "127.0.0.1:$listen"
 upstream = "127.0.0.1:$nginx_port"
 access_log = $access_log
+threads = ${PROXY_THREADS:-1}
 [[logs.sinks]]
 type = "stdout"
 CONF
@@ -63,7 +65,7 @@ done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "wrk -t2 -c50, $rounds rounds of ${secs} s per proxy, interleaved"
+echo "proxy.threads = ${PROXY_THREADS:-1}; wrk -t2 -c50, $rounds rounds of ${secs} s per proxy, interleaved"
 for _ in $(seq "$rounds"); do
   for k in "${!names[@]}"; do
     wrk -t2 -c50 -d1s "http://127.0.0.1:${ports[$k]}/" >/dev/null # warm-up
