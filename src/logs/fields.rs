@@ -11,6 +11,7 @@
 //! as written; lookups see the last one, as serde_json, jq and JavaScript's
 //! `JSON.parse` do.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Index;
 
@@ -22,10 +23,15 @@ use serde_json::{Map, Number, Value};
 /// correlate and enrich stages add.
 const PARSE_CAPACITY: usize = 16;
 
+/// A field name: borrowed when it is a `'static` name (those sidewatch
+/// writes itself, such as the access log's: no allocation per event), owned
+/// when it comes from a line or the configuration.
+pub type Key = Cow<'static, str>;
+
 /// The top-level fields of an event, in order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Fields {
-    entries: Vec<(String, Value)>,
+    entries: Vec<(Key, Value)>,
 }
 
 /// What a line parsed to.
@@ -90,7 +96,7 @@ impl Fields {
 
     /// Sets `key` to `value` (in place when present, else at the end) and
     /// returns the value it replaced.
-    pub fn insert(&mut self, key: impl Into<String> + AsRef<str>, value: Value) -> Option<Value> {
+    pub fn insert(&mut self, key: impl Into<Key> + AsRef<str>, value: Value) -> Option<Value> {
         match self.position(key.as_ref()) {
             Some(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             None => {
@@ -103,7 +109,7 @@ impl Fields {
     /// Sets `key` to `value()` unless it is present.
     pub fn insert_if_absent(&mut self, key: &str, value: impl FnOnce() -> Value) {
         if !self.contains_key(key) {
-            self.entries.push((key.to_owned(), value()));
+            self.entries.push((Cow::Owned(key.to_owned()), value()));
         }
     }
 
@@ -122,18 +128,18 @@ impl Fields {
     }
 
     /// The fields in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.entries.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.entries.iter().map(|(k, v)| (&**k, v))
     }
 
     /// The fields in order, values mutable.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut Value)> {
-        self.entries.iter_mut().map(|(k, v)| (&*k, v))
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
+        self.entries.iter_mut().map(|(k, v)| (&**k, v))
     }
 
     /// The keys in order.
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.entries.iter().map(|(k, _)| k)
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(k, _)| &**k)
     }
 }
 
@@ -150,7 +156,7 @@ impl Index<&str> for Fields {
 impl From<Map<String, Value>> for Fields {
     fn from(map: Map<String, Value>) -> Self {
         Self {
-            entries: map.into_iter().collect(),
+            entries: map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect(),
         }
     }
 }
@@ -158,7 +164,7 @@ impl From<Map<String, Value>> for Fields {
 impl FromIterator<(String, Value)> for Fields {
     fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
         Self {
-            entries: iter.into_iter().collect(),
+            entries: iter.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect(),
         }
     }
 }
@@ -167,7 +173,7 @@ impl Serialize for Fields {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.entries.len()))?;
         for (key, value) in &self.entries {
-            map.serialize_entry(key, value)?;
+            map.serialize_entry(&**key, value)?;
         }
         map.end()
     }
@@ -187,7 +193,7 @@ impl<'de> Visitor<'de> for TopLevel {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Parsed, A::Error> {
         let mut entries = Vec::with_capacity(PARSE_CAPACITY);
         while let Some(key) = access.next_key::<String>()? {
-            entries.push((key, access.next_value::<Value>()?));
+            entries.push((Cow::Owned(key), access.next_value::<Value>()?));
         }
         Ok(Parsed::Object(Fields { entries }))
     }

@@ -99,7 +99,6 @@ impl LogEncoder {
             .map(String::as_str)
             .find(|name| event.fields.contains_key(name));
         for (key, value) in event.fields.iter() {
-            let key = key.as_str();
             if Some(key) == time_field.map(|(name, _)| name) {
                 continue;
             }

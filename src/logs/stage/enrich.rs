@@ -2,16 +2,21 @@
 //! `namespace`, `node`, `container`, `app_version`) and static fields from
 //! config. The app's own fields win unless `overwrite` is set.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::config::logs::EnrichConfig;
 use crate::config::PodInfo;
 use crate::logs::event::Event;
+use crate::logs::fields::Key;
 
 /// The enrich stage: a precomputed list of fields.
 #[derive(Debug)]
 pub struct Enrich {
-    fields: Vec<(String, Value)>,
+    /// The identity names are borrowed, so adding them to an event copies
+    /// only the value.
+    fields: Vec<(Key, Value)>,
     overwrite: bool,
 }
 
@@ -38,13 +43,13 @@ impl Enrich {
             ];
             for (name, value) in identity {
                 if let Some(value) = value {
-                    fields.push((name.to_owned(), Value::String(value)));
+                    fields.push((Cow::Borrowed(name), Value::String(value)));
                 }
             }
         }
         for (name, value) in &config.fields {
             fields.retain(|(n, _)| n != name);
-            fields.push((name.clone(), Value::String(value.clone())));
+            fields.push((Cow::Owned(name.clone()), Value::String(value.clone())));
         }
         Self {
             fields,
@@ -61,7 +66,7 @@ impl Enrich {
     pub fn apply(&self, event: &mut Event) {
         for (name, value) in &self.fields {
             if self.overwrite || !event.fields.contains_key(name) {
-                event.fields.insert(name.as_str(), value.clone());
+                event.fields.insert(name.clone(), value.clone());
             }
         }
     }

@@ -71,7 +71,7 @@ impl Parse {
             Some(Parsed::Other(other)) => {
                 flags.insert(Flags::NOT_OBJECT);
                 let mut map = Fields::with_capacity(2);
-                map.insert(self.message_field.as_str(), other);
+                map.insert(self.message_field.clone(), other);
                 map
             }
             None => {
@@ -80,10 +80,7 @@ impl Parse {
                     flags.insert(Flags::DEPTH_EXCEEDED);
                 }
                 let mut map = Fields::with_capacity(2);
-                map.insert(
-                    self.message_field.as_str(),
-                    Value::String(text.into_owned()),
-                );
+                map.insert(self.message_field.clone(), Value::String(text.into_owned()));
                 map
             }
         };

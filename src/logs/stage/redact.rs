@@ -154,7 +154,7 @@ impl Redact {
         self.entries(event.fields.iter_mut());
     }
 
-    fn entries<'a>(&self, entries: impl Iterator<Item = (&'a String, &'a mut Value)>) {
+    fn entries<'a>(&self, entries: impl Iterator<Item = (&'a str, &'a mut Value)>) {
         for (key, value) in entries {
             if self.keys.iter().any(|k| k.eq_ignore_ascii_case(key)) {
                 if !matches!(value, Value::Null) && value.as_str() != Some(&self.mask) {
@@ -175,7 +175,7 @@ impl Redact {
                 }
             }
             Value::Array(items) => items.iter_mut().for_each(|v| self.value(v)),
-            Value::Object(map) => self.entries(map.iter_mut()),
+            Value::Object(map) => self.entries(map.iter_mut().map(|(k, v)| (k.as_str(), v))),
             _ => {}
         }
     }
