@@ -11,8 +11,9 @@
 #   benches/proxy_rounds.sh [rounds] [seconds per run]   (default 5 × 3 s)
 #
 # With BASELINE_BIN set to another build of sidewatch (say, of the commit
-# before a change), it runs too, access logs off, as `baseline_log_false`:
-# an A/B of two builds in the same rounds. SIDEWATCH_BIN, when set, is run
+# before a change), it runs too, access logs on and off, as
+# `baseline_log_true` / `baseline_log_false`: an A/B of two builds in the
+# same rounds. SIDEWATCH_BIN, when set, is run
 # instead of building the checkout. PROXY_THREADS (default 1) sets
 # `proxy.threads` of every sidewatch run.
 set -euo pipefail
@@ -37,7 +38,7 @@ names=(haproxy); ports=($(port)); procs=()
 start_haproxy "${ports[0]}" "$nginx_port"
 pids+=($haproxy_pid); procs+=($haproxy_pid)
 runs=("$bin true" "$bin false")
-[ -n "${BASELINE_BIN:-}" ] && runs+=("$BASELINE_BIN false")
+[ -n "${BASELINE_BIN:-}" ] && runs+=("$BASELINE_BIN true" "$BASELINE_BIN false")
 for run in "${runs[@]}"; do
   read -r run_bin access_log <<<"$run"
   listen=$(port)
