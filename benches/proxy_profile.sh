@@ -70,5 +70,5 @@ top() { # comm filter, title
     awk -v req="$requests" '/^ +[0-9.]+%/ && n < 25 {printf "%6.2f  %s\n", $2 * 2000 / req, substr($0, index($0, $4)); n++}'
 }
 top "$loops" "proxy loops"
-threads_seen=$(perf report -i "$data" --sort comm --stdio 2>/dev/null | awk '/^ +[0-9.]+%/ {print $2}' | grep -v '^proxy-loop' | paste -sd, -)
+threads_seen=$(perf report -i "$data" --no-children --sort comm --stdio -g none 2>/dev/null | awk '/^ +[0-9.]+%/ {print $2}' | grep -v '^proxy-loop' | paste -sd, -)
 [ -n "$threads_seen" ] && top "$threads_seen" "other threads ($threads_seen)"

@@ -3,15 +3,18 @@
 //! log rules and every sink like the app's own lines). The proxy never waits
 //! on the pipeline: a full queue drops the event and counts it.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::Notify;
 
 use crate::logs::event::{EventMeta, Flags, SourceInfo};
 use crate::logs::source::{Source, SourceContext};
 use crate::logs::{Event, Fields};
+
+mod queue;
+
+use queue::{Pending, Queue};
 
 /// The log source name of access-log events.
 pub const SOURCE_NAME: &str = "proxy";
@@ -23,19 +26,18 @@ const BATCH: usize = 1024;
 /// rest of the proxying); with it, one wake-up serves a whole batch.
 const LINGER: Duration = Duration::from_millis(10);
 
-/// One finished request, as the access log records it. The proxy hands it
-/// over as it is (its strings moved out of the finished exchange, nothing
-/// copied); the pipeline's side turns it into fields.
-#[derive(Debug, Clone)]
-pub struct AccessRecord {
+/// One finished request, as the access log records it, borrowing the
+/// finished exchange's strings: the queue copies them (see [`queue`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRecord<'a> {
     /// When the response ended.
     pub ended_at: SystemTime,
     /// The request method as sent.
-    pub method: http::Method,
+    pub method: &'a http::Method,
     /// The normalised route.
-    pub route: String,
+    pub route: &'a str,
     /// The request path, without the query string.
-    pub path: String,
+    pub path: &'a str,
     /// The response status (502/504 when the app could not answer).
     pub status: u16,
     /// Seconds from arrival to the response headers.
@@ -45,17 +47,17 @@ pub struct AccessRecord {
     /// Response body bytes sent.
     pub response_bytes: u64,
     /// The `x-request-id`.
-    pub correlation_id: String,
+    pub correlation_id: &'a str,
     /// The trace ID of the forwarded `traceparent`.
-    pub trace_id: String,
+    pub trace_id: &'a str,
     /// Whether the client went away before the response ended.
     pub aborted: bool,
 }
 
-impl AccessRecord {
+impl AccessRecord<'_> {
     /// The event's fields, `timestamp` (when the request ended, RFC 3339)
     /// first, as app log lines have it.
-    pub fn into_fields(self) -> Fields {
+    pub fn to_fields(&self) -> Fields {
         // Room for these 13 fields and the 5 of the pod's identity the enrich
         // stage adds: 18 entries of 56 bytes are 1008 bytes, which glibc
         // serves from its per-thread cache (up to 1032); 20 (1120 bytes) went
@@ -82,35 +84,6 @@ impl AccessRecord {
     }
 }
 
-/// The queue between the proxy's loops and the pipeline: a plain vector
-/// under a lock that the source swaps for an empty one each batch. A push is
-/// a lock and a `Vec::push` (no allocation once the vectors have grown, where
-/// a channel allocates a block every 32 events and crosses threads to free
-/// it); only the push that finds the queue empty wakes the source.
-#[derive(Debug)]
-struct Queue {
-    records: Mutex<Vec<AccessRecord>>,
-    capacity: usize,
-    /// Notified by a push onto an empty queue (a permit is kept when the
-    /// source is not waiting yet, so no push is missed).
-    ready: Notify,
-    /// Held by the running source: a pipeline rebuilt on reload starts
-    /// reading once the old one, drained, has let go.
-    reader: tokio::sync::Mutex<()>,
-}
-
-impl Queue {
-    fn lock(&self) -> MutexGuard<'_, Vec<AccessRecord>> {
-        // A panic while holding the lock cannot leave the vector broken.
-        self.records.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Swaps the queued records for `spare` (empty, capacity kept).
-    fn take(&self, spare: Vec<AccessRecord>) -> Vec<AccessRecord> {
-        std::mem::replace(&mut *self.lock(), spare)
-    }
-}
-
 /// The proxy's end: queues events without waiting.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
@@ -122,17 +95,12 @@ impl AccessLog {
     /// A queue of `capacity` events (drops are counted once the proxy is
     /// built, see [`AccessLog::with_dropped`]).
     pub fn channel(capacity: usize) -> (Self, AccessSource) {
-        let queue = Arc::new(Queue {
-            records: Mutex::new(Vec::new()),
-            capacity: capacity.max(1),
-            ready: Notify::new(),
-            reader: tokio::sync::Mutex::new(()),
-        });
-        let dropped = Counter::default();
+        let queue = Arc::new(Queue::new(capacity));
         let source = AccessSource {
             queue: queue.clone(),
             info: None,
         };
+        let dropped = Counter::default();
         (Self { queue, dropped }, source)
     }
 
@@ -142,19 +110,10 @@ impl AccessLog {
         self
     }
 
-    /// Queues one event, or counts it as dropped.
-    pub fn emit(&self, record: AccessRecord) {
-        let mut records = self.queue.lock();
-        if records.len() >= self.queue.capacity {
-            drop(records);
+    /// Queues a copy of one event, or counts it as dropped (queue full).
+    pub fn emit(&self, record: &AccessRecord<'_>) {
+        if !self.queue.push(record) {
             self.dropped.inc();
-            return;
-        }
-        let was_empty = records.is_empty();
-        records.push(record);
-        drop(records);
-        if was_empty {
-            self.queue.ready.notify_one();
         }
     }
 }
@@ -175,7 +134,7 @@ impl AccessSource {
         self
     }
 
-    fn event(&self, record: AccessRecord) -> Option<Event> {
+    fn event(&self, record: &AccessRecord<'_>) -> Option<Event> {
         let info = self.info.clone()?;
         let meta = EventMeta {
             source: info,
@@ -184,7 +143,7 @@ impl AccessSource {
             raw_len: 0,
             flags: Flags::default(),
         };
-        Some(Event::from_fields(record.into_fields(), meta, None))
+        Some(Event::from_fields(record.to_fields(), meta, None))
     }
 }
 
@@ -195,7 +154,7 @@ impl Source for AccessSource {
             reader = queue.reader.lock() => reader,
             () = ctx.stop.cancelled() => return,
         };
-        let mut spare = Vec::new();
+        let mut spare = Pending::default();
         loop {
             // Events an aborted source put back, and those queued behind
             // them, notified no one: look before waiting.
@@ -225,16 +184,12 @@ impl Source for AccessSource {
 
 impl AccessSource {
     /// Sends everything queued, [`BATCH`] events at a time, and returns the
-    /// emptied vector to swap in next time; `None` once the pipeline is gone.
-    async fn send_queued(
-        &self,
-        ctx: &SourceContext,
-        spare: Vec<AccessRecord>,
-    ) -> Option<Vec<AccessRecord>> {
+    /// emptied buffers to swap in next time; `None` once the pipeline is gone.
+    async fn send_queued(&self, ctx: &SourceContext, spare: Pending) -> Option<Pending> {
         let mut queued = self.queue.take(spare);
-        while !queued.is_empty() {
-            // A slot first, so a batch is taken off the queue only once it
-            // can be sent.
+        let mut next = 0;
+        while next < queued.len() {
+            // A slot first, so events leave the queue only once they can be sent.
             let slot = tokio::select! {
                 slot = ctx.out.reserve() => slot.ok(),
                 () = ctx.abort.cancelled() => None,
@@ -242,14 +197,18 @@ impl AccessSource {
             let Some(slot) = slot else {
                 // The pipeline is gone or aborted: what was not sent waits,
                 // in order, for the next pipeline's source.
-                self.queue.lock().splice(0..0, queued);
+                self.queue.put_back(queued, next);
                 return None;
             };
-            let end = queued.len().min(BATCH);
-            slot.send(queued.drain(..end).filter_map(|r| self.event(r)).collect());
+            let end = queued.len().min(next + BATCH);
+            slot.send(
+                (next..end)
+                    .filter_map(|i| self.event(&queued.get(i)))
+                    .collect(),
+            );
+            next = end;
         }
-        // Keep room for a busy batch, not for the largest burst ever seen.
-        queued.shrink_to(BATCH);
+        queued.clear(BATCH);
         Some(queued)
     }
 }
@@ -263,20 +222,21 @@ mod tests {
 
     use super::*;
 
-    fn record(path: &str) -> AccessRecord {
-        AccessRecord {
+    /// Queues an event for `path`.
+    fn emit(log: &AccessLog, path: &str) {
+        log.emit(&AccessRecord {
             ended_at: SystemTime::now(),
-            method: http::Method::GET,
-            route: "/r".into(),
-            path: path.into(),
+            method: &http::Method::GET,
+            route: "/r",
+            path,
             status: 200,
             duration_seconds: 0.001,
             request_bytes: 0,
             response_bytes: 2,
-            correlation_id: "id".into(),
-            trace_id: "t".into(),
+            correlation_id: "id",
+            trace_id: "t",
             aborted: false,
-        }
+        });
     }
 
     /// Starts `source`; returns its stop token, its task and the batches it sends.
@@ -314,7 +274,7 @@ mod tests {
     async fn a_full_queue_drops_and_counts_instead_of_waiting() {
         let (log, _source) = AccessLog::channel(2);
         for i in 0..5 {
-            log.emit(record(&format!("/{i}")));
+            emit(&log, &format!("/{i}"));
         }
         assert_eq!(log.dropped.get(), 3);
         assert_eq!(log.queue.lock().len(), 2);
@@ -324,11 +284,11 @@ mod tests {
     async fn events_are_batched_in_order_and_the_rest_go_out_at_stop() {
         let (log, source) = AccessLog::channel(100);
         let (stop, task, mut batches) = start(&source);
-        log.emit(record("/a"));
-        log.emit(record("/b"));
+        emit(&log, "/a");
+        emit(&log, "/b");
         let first = tokio::time::timeout(Duration::from_secs(5), batches.recv()).await;
         assert_eq!(paths(&first.unwrap().unwrap()), ["/a", "/b"]);
-        log.emit(record("/c"));
+        emit(&log, "/c");
         stop.cancel();
         task.await.unwrap();
         let mut rest = Vec::new();
@@ -342,15 +302,15 @@ mod tests {
     async fn a_source_started_later_sends_what_queued_while_none_ran() {
         let (log, source) = AccessLog::channel(100);
         let (stop, task, mut batches) = start(&source);
-        log.emit(record("/before"));
+        emit(&log, "/before");
         let first = tokio::time::timeout(Duration::from_secs(5), batches.recv()).await;
         assert_eq!(paths(&first.unwrap().unwrap()), ["/before"]);
         stop.cancel();
         task.await.unwrap();
         // As during a reload: events queue with no source running, and only
         // the first of them notified (the old source, now gone).
-        log.emit(record("/between-1"));
-        log.emit(record("/between-2"));
+        emit(&log, "/between-1");
+        emit(&log, "/between-2");
         let (stop, task, mut batches) = start(&source);
         let next = tokio::time::timeout(Duration::from_secs(5), batches.recv()).await;
         assert_eq!(paths(&next.unwrap().unwrap()), ["/between-1", "/between-2"]);
@@ -363,9 +323,9 @@ mod tests {
         let (log, source) = AccessLog::channel(100);
         let (_stop, task, batches) = start(&source);
         drop(batches);
-        log.emit(record("/kept"));
+        emit(&log, "/kept");
         task.await.unwrap();
-        log.emit(record("/behind"));
+        emit(&log, "/behind");
         let (stop, task, mut batches) = start(&source);
         let next = tokio::time::timeout(Duration::from_secs(5), batches.recv()).await;
         let next = next.expect("the put-back events were sent").unwrap();

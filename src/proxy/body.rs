@@ -182,18 +182,17 @@ impl Drop for Exchange {
             spans.emit(span.finish(&done, std::time::SystemTime::now()));
         }
         if let Some(access) = &self.shared.access {
-            // The exchange ends here: its strings move into the record.
-            access.emit(AccessRecord {
+            access.emit(&AccessRecord {
                 ended_at: std::time::SystemTime::now(),
-                method: self.method.clone(),
-                route: std::mem::take(&mut self.route),
-                path: std::mem::take(&mut self.path),
+                method: &self.method,
+                route: &self.route,
+                path: &self.path,
                 status,
                 duration_seconds: seconds,
                 request_bytes,
                 response_bytes: self.response_bytes,
-                correlation_id: std::mem::take(&mut self.identity.request_id),
-                trace_id: std::mem::take(&mut self.identity.trace_id),
+                correlation_id: &self.identity.request_id,
+                trace_id: &self.identity.trace_id,
                 aborted,
             });
         }

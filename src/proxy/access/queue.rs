@@ -1,0 +1,248 @@
+//! The queue between the proxy's loops and the access-log source. Each
+//! event is a fixed-size record plus its four strings, copied back to back
+//! into one text buffer: a push allocates nothing once the buffers have
+//! grown, and every string the proxy allocated is freed on the proxy's own
+//! thread. (Moving the strings across instead made each of them a
+//! cross-thread free: the proxy's allocator cache never refilled, so every
+//! request's allocations went through glibc's shared arena and its lock.)
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use tokio::sync::Notify;
+
+use super::AccessRecord;
+
+/// Queued events.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    records: Vec<Fixed>,
+    /// The strings of `records`, each record's four in a row.
+    text: String,
+}
+
+/// An event's fixed-size part; its strings are `lengths` bytes of the text
+/// buffer from `start` (route, path, correlation ID, trace ID).
+#[derive(Debug)]
+struct Fixed {
+    ended_at: SystemTime,
+    method: http::Method,
+    status: u16,
+    duration_seconds: f64,
+    request_bytes: u64,
+    response_bytes: u64,
+    aborted: bool,
+    start: usize,
+    lengths: [usize; 4],
+}
+
+impl Pending {
+    /// How many events are queued.
+    pub(super) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether none is.
+    pub(super) fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn push(&mut self, record: &AccessRecord<'_>) {
+        let start = self.text.len();
+        let strings = [
+            record.route,
+            record.path,
+            record.correlation_id,
+            record.trace_id,
+        ];
+        for s in strings {
+            self.text.push_str(s);
+        }
+        self.records.push(Fixed {
+            ended_at: record.ended_at,
+            method: record.method.clone(),
+            status: record.status,
+            duration_seconds: record.duration_seconds,
+            request_bytes: record.request_bytes,
+            response_bytes: record.response_bytes,
+            aborted: record.aborted,
+            start,
+            lengths: strings.map(str::len),
+        });
+    }
+
+    /// The event at `index`, borrowing its strings from the buffer.
+    pub(super) fn get(&self, index: usize) -> AccessRecord<'_> {
+        let fixed = &self.records[index];
+        let mut at = fixed.start;
+        let [route, path, correlation_id, trace_id] = fixed.lengths.map(|len| {
+            let s = &self.text[at..at + len];
+            at += len;
+            s
+        });
+        AccessRecord {
+            ended_at: fixed.ended_at,
+            method: &fixed.method,
+            route,
+            path,
+            status: fixed.status,
+            duration_seconds: fixed.duration_seconds,
+            request_bytes: fixed.request_bytes,
+            response_bytes: fixed.response_bytes,
+            correlation_id,
+            trace_id,
+            aborted: fixed.aborted,
+        }
+    }
+
+    /// Empties the buffers, keeping room for `keep` events of about 128
+    /// bytes of text each (a busy batch, not the largest burst ever seen).
+    pub(super) fn clear(&mut self, keep: usize) {
+        self.records.clear();
+        self.text.clear();
+        self.records.shrink_to(keep);
+        self.text.shrink_to(keep * 128);
+    }
+
+    /// The events from `from` on, followed by those of `behind`.
+    fn rest_then(mut self, from: usize, mut behind: Pending) -> Pending {
+        let base = self.records.get(from).map_or(self.text.len(), |f| f.start);
+        self.records.drain(..from);
+        self.text.drain(..base);
+        let shift = self.text.len();
+        for fixed in &mut self.records {
+            fixed.start -= base;
+        }
+        for mut fixed in behind.records.drain(..) {
+            fixed.start += shift;
+            self.records.push(fixed);
+        }
+        self.text.push_str(&behind.text);
+        self
+    }
+}
+
+/// The shared queue.
+#[derive(Debug)]
+pub(super) struct Queue {
+    pending: Mutex<Pending>,
+    capacity: usize,
+    /// Notified by a push onto an empty queue (a permit is kept when the
+    /// source is not waiting yet, so no push is missed).
+    pub(super) ready: Notify,
+    /// Held by the running source: a pipeline rebuilt on reload starts
+    /// reading once the old one, drained, has let go.
+    pub(super) reader: tokio::sync::Mutex<()>,
+}
+
+impl Queue {
+    /// A queue that holds up to `capacity` events.
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            pending: Mutex::new(Pending::default()),
+            capacity: capacity.max(1),
+            ready: Notify::new(),
+            reader: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding the lock cannot leave the buffers broken.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a copy of `record`; false when the queue is full.
+    pub(super) fn push(&self, record: &AccessRecord<'_>) -> bool {
+        let mut pending = self.lock();
+        if pending.len() >= self.capacity {
+            return false;
+        }
+        let was_empty = pending.is_empty();
+        pending.push(record);
+        drop(pending);
+        if was_empty {
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    /// Swaps the queued events for `spare` (emptied, capacity kept).
+    pub(super) fn take(&self, spare: Pending) -> Pending {
+        std::mem::replace(&mut *self.lock(), spare)
+    }
+
+    /// Puts the events of `taken` from `from` on back in front of those
+    /// queued since, in order.
+    pub(super) fn put_back(&self, taken: Pending, from: usize) {
+        let mut pending = self.lock();
+        let behind = std::mem::take(&mut *pending);
+        *pending = taken.rest_then(from, behind);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record<'a>(path: &'a str, id: &'a str) -> AccessRecord<'a> {
+        AccessRecord {
+            ended_at: SystemTime::UNIX_EPOCH,
+            method: &http::Method::GET,
+            route: "/r/:id",
+            path,
+            status: 200,
+            duration_seconds: 0.5,
+            request_bytes: 1,
+            response_bytes: 2,
+            correlation_id: id,
+            trace_id: "",
+            aborted: false,
+        }
+    }
+
+    #[test]
+    fn records_read_back_as_pushed_strings_and_all() {
+        let mut pending = Pending::default();
+        pending.push(&record("/r/1", "a"));
+        pending.push(&record("/r/22", "ünïcode"));
+        let second = pending.get(1);
+        assert_eq!(
+            (
+                second.route,
+                second.path,
+                second.correlation_id,
+                second.trace_id
+            ),
+            ("/r/:id", "/r/22", "ünïcode", "")
+        );
+        assert_eq!(pending.get(0).path, "/r/1");
+    }
+
+    #[test]
+    fn put_back_keeps_order_ahead_of_what_queued_since() {
+        let queue = Queue::new(10);
+        for (path, id) in [("/1", "a"), ("/2", "b"), ("/3", "c")] {
+            assert!(queue.push(&record(path, id)));
+        }
+        let taken = queue.take(Pending::default());
+        assert!(queue.push(&record("/4", "d")));
+        queue.put_back(taken, 1);
+        let pending = queue.lock();
+        let got: Vec<_> = (0..pending.len())
+            .map(|i| {
+                (
+                    pending.get(i).path.to_owned(),
+                    pending.get(i).correlation_id.to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/2".into(), "b".into()),
+                ("/3".into(), "c".into()),
+                ("/4".into(), "d".into())
+            ]
+        );
+    }
+}
