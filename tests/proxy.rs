@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use proxy_support::{read_head, rss_bytes, spawn_app, start, value};
+use proxy_support::{read_head, rss_bytes, spawn_app, spawn_slow_request, start, value};
 use support::client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -414,16 +414,7 @@ async fn keeps_proxying_during_the_grace_period_finishing_in_flight_requests() {
     let app = spawn_app().await;
     // The app never goes away here, so the grace period (1 s) bounds the wait.
     let (sidewatch, base) = start(app, "").await;
-    let in_flight = {
-        let base = base.clone();
-        tokio::spawn(async move {
-            client()
-                .get(format!("{base}/slow"))
-                .send()
-                .await
-                .map(|r| r.status())
-        })
-    };
+    let in_flight = spawn_slow_request(&base);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = Instant::now();
     let stopping = tokio::spawn(sidewatch.stop());

@@ -13,8 +13,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use proxy_support::{read_head, spawn_app, start, value};
-use support::client;
+use proxy_support::{read_head, spawn_app, spawn_slow_request, start, value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -126,18 +125,7 @@ async fn two_event_loops_share_the_load_count_once_and_drain_together() {
     websocket_echo(&base, b"hello other loop").await;
 
     // Two slow requests in flight, one per loop, when SIGTERM arrives.
-    let in_flight: Vec<_> = (0..2)
-        .map(|_| {
-            let base = base.clone();
-            tokio::spawn(async move {
-                client()
-                    .get(format!("{base}/slow"))
-                    .send()
-                    .await
-                    .map(|r| r.status())
-            })
-        })
-        .collect();
+    let in_flight: Vec<_> = (0..2).map(|_| spawn_slow_request(&base)).collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     sidewatch.stop().await;

@@ -124,6 +124,21 @@ async fn handle(mut request: Request<Incoming>) -> Result<Response<Body>, Infall
     })
 }
 
+/// Starts a GET of the app's `/slow` (answered after a pause) through the
+/// proxy at `base`; the task ends with the status or the client's error.
+pub fn spawn_slow_request(
+    base: &str,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::StatusCode>> {
+    let url = format!("{base}/slow");
+    tokio::spawn(async move {
+        crate::support::client()
+            .get(url)
+            .send()
+            .await
+            .map(|r| r.status())
+    })
+}
+
 /// Resident set size of this process in bytes.
 pub fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
