@@ -330,3 +330,28 @@ fn check_config_names_bad_otlp_keys() {
         assert!(stderr.contains(&format!("`{key}`")), "{key} in {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_s_own_endpoint_wins_and_is_used_as_it_is() {
+    let receiver = Receiver::start(Protocol::Http);
+    // The shared endpoint leads nowhere; the metrics endpoint is the whole URL.
+    let config = format!(
+        "{NO_PROXY}[otlp]\nendpoint = \"http://127.0.0.1:9/unused\"\n[otlp.metrics]\nendpoint = \"{}/v1/metrics\"\ninterval = \"200ms\"\n",
+        receiver.endpoint()
+    );
+    let sidewatch = Sidewatch::start(&config).await;
+    receiver
+        .wait_async(
+            "an export at the metrics endpoint",
+            Duration::from_secs(5),
+            |s| !s.metrics.is_empty(),
+        )
+        .await;
+    let status = sidewatch.status().await;
+    assert_eq!(
+        status["otlp"]["metrics"]["endpoint"],
+        format!("{}/v1/metrics", receiver.endpoint()),
+        "{status}"
+    );
+    sidewatch.stop().await;
+}

@@ -2,7 +2,9 @@
 //! `type = "otlp"` log sink) and proxy spans — one transport for all three.
 //!
 //! The standard `OTEL_*` variables fill in keys the file leaves unset:
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` (alone it turns metric export on),
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (alone it turns metric export on), the
+//! per-signal `OTEL_EXPORTER_OTLP_{METRICS,LOGS,TRACES}_ENDPOINT` (used as
+//! they are, as the OpenTelemetry exporter spec says),
 //! `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_EXPORTER_OTLP_HEADERS` and
 //! `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds). `OTEL_SERVICE_NAME` and
 //! `OTEL_RESOURCE_ATTRIBUTES` are read when the resource is built.
@@ -46,6 +48,8 @@ pub struct OtlpConfig {
     pub resource: BTreeMap<String, String>,
     /// Metric export: every metric of the registry, on an interval.
     pub metrics: OtlpMetricsConfig,
+    /// Log export (through `type = "otlp"` log sinks): only its endpoint.
+    pub logs: OtlpLogsConfig,
     /// Proxy spans: one server span per proxied request.
     pub traces: OtlpTracesConfig,
 }
@@ -62,6 +66,7 @@ impl Default for OtlpConfig {
             timeout: Duration::from_secs(10),
             resource: BTreeMap::new(),
             metrics: OtlpMetricsConfig::default(),
+            logs: OtlpLogsConfig::default(),
             traces: OtlpTracesConfig::default(),
         }
     }
@@ -102,9 +107,13 @@ pub enum Temporality {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OtlpMetricsConfig {
-    /// Export metrics. Unset: on when an endpoint is configured (in the file or
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    /// Export metrics. Unset: on when an endpoint is configured (in the file,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` or the metrics endpoint below).
     pub enabled: Option<bool>,
+    /// Where metrics go instead of `otlp.endpoint`, used as it is (HTTP: the
+    /// whole URL, nothing appended; gRPC: scheme, host and port). Unset:
+    /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`.
+    pub endpoint: Option<String>,
     /// Time between exports. Unset: `OTEL_METRIC_EXPORT_INTERVAL` (ms), else 15 s.
     #[serde(with = "humantime_serde")]
     pub interval: Option<Duration>,
@@ -116,10 +125,21 @@ impl Default for OtlpMetricsConfig {
     fn default() -> Self {
         Self {
             enabled: None,
+            endpoint: None,
             interval: None,
             temporality: Temporality::Cumulative,
         }
     }
+}
+
+/// `[otlp.logs]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpLogsConfig {
+    /// Where logs go instead of `otlp.endpoint`, used as it is (HTTP: the
+    /// whole URL, nothing appended; gRPC: scheme, host and port). Unset:
+    /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`.
+    pub endpoint: Option<String>,
 }
 
 /// `[otlp.traces]`: server spans for requests through the proxy.
@@ -128,6 +148,10 @@ impl Default for OtlpMetricsConfig {
 pub struct OtlpTracesConfig {
     /// Export one server span per proxied request (needs `[proxy]`).
     pub enabled: bool,
+    /// Where spans go instead of `otlp.endpoint`, used as it is (HTTP: the
+    /// whole URL, nothing appended; gRPC: scheme, host and port). Unset:
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
+    pub endpoint: Option<String>,
     /// Share of new traces sampled, 0.0 to 1.0, decided from the trace ID.
     pub sample_ratio: f64,
     /// Follow the incoming `traceparent`'s sampled flag when there is one
@@ -146,6 +170,7 @@ impl Default for OtlpTracesConfig {
     fn default() -> Self {
         Self {
             enabled: false,
+            endpoint: None,
             sample_ratio: 1.0,
             parent_based: true,
             queue: 2048,
@@ -176,12 +201,23 @@ impl OtlpConfig {
 
     /// Whether metrics are exported.
     pub fn metrics_enabled(&self) -> bool {
-        self.metrics.enabled.unwrap_or(self.endpoint.is_some())
+        let endpoint = self.endpoint.is_some() || self.metrics.endpoint.is_some();
+        self.metrics.enabled.unwrap_or(endpoint)
     }
 
     /// Time between metric exports.
     pub fn metrics_interval(&self) -> Duration {
         self.metrics.interval.unwrap_or(DEFAULT_METRICS_INTERVAL)
+    }
+
+    /// The per-signal endpoints (config key, value), set or not, in the
+    /// order metrics, logs, traces.
+    pub fn signal_endpoints(&self) -> [(&'static str, Option<&str>); 3] {
+        [
+            ("otlp.metrics.endpoint", self.metrics.endpoint.as_deref()),
+            ("otlp.logs.endpoint", self.logs.endpoint.as_deref()),
+            ("otlp.traces.endpoint", self.traces.endpoint.as_deref()),
+        ]
     }
 
     /// Fills keys left unset from the standard `OTEL_*` variables in `env`;
@@ -191,6 +227,21 @@ impl OtlpConfig {
         let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
         if self.endpoint.is_none() {
             self.endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT").map(str::to_owned);
+        }
+        for (endpoint, variable) in [
+            (
+                &mut self.metrics.endpoint,
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            ),
+            (&mut self.logs.endpoint, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
+            (
+                &mut self.traces.endpoint,
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            ),
+        ] {
+            if endpoint.is_none() {
+                *endpoint = get(variable).map(str::to_owned);
+            }
         }
         if self.protocol.is_none() {
             match get("OTEL_EXPORTER_OTLP_PROTOCOL") {
@@ -233,6 +284,11 @@ impl OtlpConfig {
     pub(crate) fn validate(&self, errors: &mut Errors) {
         if let Err(e) = parse_endpoint(&self.effective_endpoint()) {
             errors.push("otlp.endpoint", e);
+        }
+        for (key, endpoint) in self.signal_endpoints() {
+            if let Some(Err(e)) = endpoint.map(parse_endpoint) {
+                errors.push(key, e);
+            }
         }
         for (name, value) in &self.headers {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err()
@@ -388,6 +444,46 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(errors.0[0].key, "otlp.endpoint");
+    }
+
+    #[test]
+    fn per_signal_endpoints_come_from_the_file_or_their_variables() {
+        let text = "[otlp.traces]\nendpoint = \"https://traces.example/in\"\n";
+        let config = load_from_str(
+            text,
+            Format::Toml,
+            &env(&[
+                (
+                    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                    "http://m:4318/custom/metrics",
+                ),
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://ignored:4318"),
+            ]),
+        )
+        .unwrap();
+        let otlp = &config.otlp;
+        assert_eq!(
+            otlp.signal_endpoints(),
+            [
+                (
+                    "otlp.metrics.endpoint",
+                    Some("http://m:4318/custom/metrics")
+                ),
+                ("otlp.logs.endpoint", None),
+                ("otlp.traces.endpoint", Some("https://traces.example/in")),
+            ]
+        );
+        assert!(
+            otlp.metrics_enabled(),
+            "a metrics endpoint turns metrics on"
+        );
+        let errors = load_from_str(
+            "",
+            Format::Toml,
+            &env(&[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "collector:4318")]),
+        )
+        .unwrap_err();
+        assert_eq!(errors.0[0].key, "otlp.logs.endpoint", "{errors}");
     }
 
     #[test]

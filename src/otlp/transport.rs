@@ -51,6 +51,8 @@ pub struct Client {
     http: reqwest::Client,
     protocol: Protocol,
     base: Url,
+    /// `otlp.{metrics,logs,traces}.endpoint`, used as they are.
+    signal_endpoints: [Option<Url>; 3],
     headers: HeaderMap,
     gzip: bool,
     timeout: Duration,
@@ -78,6 +80,13 @@ impl Client {
         let err = |key, message| BuildError { key, message };
         let base =
             parse_endpoint(&config.effective_endpoint()).map_err(|e| err("otlp.endpoint", e))?;
+        let mut signal_endpoints = [None, None, None];
+        for (slot, (key, endpoint)) in signal_endpoints.iter_mut().zip(config.signal_endpoints()) {
+            *slot = endpoint
+                .map(parse_endpoint)
+                .transpose()
+                .map_err(|e| err(key, e))?;
+        }
         let protocol = config.effective_protocol();
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("sidewatch/", env!("CARGO_PKG_VERSION")))
@@ -87,7 +96,10 @@ impl Client {
             .no_gzip()
             .redirect(reqwest::redirect::Policy::none())
             .danger_accept_invalid_certs(config.insecure_skip_verify);
-        if protocol == Protocol::Grpc && base.scheme() == "http" {
+        let cleartext = std::iter::once(&base)
+            .chain(signal_endpoints.iter().flatten())
+            .any(|url| url.scheme() == "http");
+        if protocol == Protocol::Grpc && cleartext {
             // Cleartext gRPC is HTTP/2 with prior knowledge (h2c).
             builder = builder.http2_prior_knowledge();
         }
@@ -111,6 +123,7 @@ impl Client {
             http,
             protocol,
             base,
+            signal_endpoints,
             headers,
             gzip: config.compression == OtlpCompression::Gzip,
             timeout: config.timeout,
@@ -126,6 +139,18 @@ impl Client {
 
     /// Where `signal` is sent.
     pub fn url(&self, signal: Signal) -> Url {
+        let own = match signal {
+            Signal::Metrics => &self.signal_endpoints[0],
+            Signal::Logs => &self.signal_endpoints[1],
+            Signal::Traces => &self.signal_endpoints[2],
+        };
+        if let Some(url) = own {
+            let mut url = url.clone();
+            if self.protocol == Protocol::Grpc {
+                url.set_path(signal.grpc_path());
+            }
+            return url;
+        }
         let mut url = self.base.clone();
         match self.protocol {
             Protocol::HttpProtobuf => {
@@ -450,6 +475,33 @@ mod tests {
         assert_eq!(
             grpc.url(Signal::Traces).as_str(),
             "http://collector:4317/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
+    }
+
+    #[test]
+    fn a_signal_s_own_endpoint_is_used_as_it_is() {
+        let mut config = OtlpConfig {
+            endpoint: Some("http://collector:4318".into()),
+            ..OtlpConfig::default()
+        };
+        config.traces.endpoint = Some("https://traces.example/ingest".into());
+        let build = |config: &OtlpConfig| {
+            Client::build(config, OtlpMetrics::detached(), StatusBoard::default()).unwrap()
+        };
+        let http = build(&config);
+        assert_eq!(
+            http.url(Signal::Traces).as_str(),
+            "https://traces.example/ingest"
+        );
+        assert_eq!(
+            http.url(Signal::Logs).as_str(),
+            "http://collector:4318/v1/logs"
+        );
+        config.protocol = Some(Protocol::Grpc);
+        let grpc = build(&config);
+        assert_eq!(
+            grpc.url(Signal::Traces).as_str(),
+            "https://traces.example/opentelemetry.proto.collector.trace.v1.TraceService/Export"
         );
     }
 
