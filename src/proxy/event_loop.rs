@@ -17,9 +17,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::coalesce::Coalescer;
+use super::timer::LoopTimer;
 use super::{connection_reason, forward, upstream, ProxyHandle, DRAIN_TIMEOUT};
 use crate::accept;
 
@@ -91,21 +93,26 @@ fn spawn(
     }
 }
 
-/// One loop's state: its connections' graceful shutdown and its coalescer.
+/// One loop's state: its connections' graceful shutdown, its coalescer and
+/// its timer.
 struct EventLoop {
     handle: ProxyHandle,
     builder: auto::Builder<TokioExecutor>,
     graceful: GracefulShutdown,
     coalescer: Coalescer,
+    timer: LoopTimer,
 }
 
 impl EventLoop {
-    fn new(handle: ProxyHandle, builder: auto::Builder<TokioExecutor>) -> Self {
+    fn new(handle: ProxyHandle, mut builder: auto::Builder<TokioExecutor>) -> Self {
+        let timer = LoopTimer::default();
+        builder.http1().timer(timer.clone());
         Self {
             handle,
             builder,
             graceful: GracefulShutdown::new(),
             coalescer: Coalescer::new(),
+            timer,
         }
     }
 
@@ -118,6 +125,7 @@ impl EventLoop {
         stop: CancellationToken,
     ) {
         let flusher = tokio::spawn(self.coalescer.clone().flusher());
+        let timer = tokio::spawn(self.timer.clone().run());
         let mut turn = 0usize;
         while let Some((stream, peer)) = accept::next_or_stop(&listener, &stop, "proxy").await {
             turn = (turn + 1) % (others.len() + 1);
@@ -140,7 +148,7 @@ impl EventLoop {
         }
         drop(listener);
         drop(others);
-        self.drain(flusher).await;
+        self.drain(flusher, timer).await;
     }
 
     /// Loops 1..: serve the connections loop 0 hands over until `stop`.
@@ -150,6 +158,7 @@ impl EventLoop {
         stop: CancellationToken,
     ) {
         let flusher = tokio::spawn(self.coalescer.clone().flusher());
+        let timer = tokio::spawn(self.timer.clone().run());
         loop {
             let (stream, peer) = tokio::select! {
                 next = handed.recv() => match next {
@@ -163,7 +172,7 @@ impl EventLoop {
                 Err(error) => tracing::debug!(%error, %peer, "proxy: cannot take over"),
             }
         }
-        self.drain(flusher).await;
+        self.drain(flusher, timer).await;
     }
 
     /// Serves one client connection on this loop.
@@ -171,8 +180,10 @@ impl EventLoop {
         let _ = stream.set_nodelay(true);
         let handle = self.handle.clone();
         let pinned = Arc::new(upstream::Pinned::new(self.coalescer.clone()));
-        let service =
-            service_fn(move |request| forward::handle(handle.get(), peer, pinned.clone(), request));
+        let timer = self.timer.clone();
+        let service = service_fn(move |request| {
+            forward::handle(handle.get(), peer, pinned.clone(), timer.clone(), request)
+        });
         let connection = self
             .builder
             .serve_connection_with_upgrades(TokioIo::new(self.coalescer.wrap(stream)), service)
@@ -190,7 +201,7 @@ impl EventLoop {
 
     /// Lets in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]), closes
     /// idle connections and tunnels, and sends what is still held.
-    async fn drain(self, flusher: tokio::task::JoinHandle<()>) {
+    async fn drain(self, flusher: JoinHandle<()>, timer: JoinHandle<()>) {
         if tokio::time::timeout(DRAIN_TIMEOUT, self.graceful.shutdown())
             .await
             .is_err()
@@ -202,5 +213,6 @@ impl EventLoop {
         let _ = tokio::time::timeout(Duration::from_millis(100), tunnels.wait()).await;
         self.coalescer.close();
         let _ = flusher.await;
+        timer.abort(); // no request is left to time out
     }
 }

@@ -15,6 +15,7 @@ use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 
 use super::body::{CountingBody, Exchange, Measured, ResponseBody};
+use super::timer::LoopTimer;
 use super::upstream::{Pinned, UpstreamError};
 use super::{identity, Shared};
 
@@ -40,6 +41,7 @@ pub async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
     pinned: Arc<Pinned>,
+    timer: LoopTimer,
     mut request: Request<Incoming>,
 ) -> Result<Response<Measured>, Infallible> {
     let started = Instant::now();
@@ -95,16 +97,19 @@ pub async fn handle(
             Ok(response.map(ResponseBody::Pooled))
         }
     };
-    let mut answer = match tokio::time::timeout(shared.response_timeout, call).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => {
+    let mut answer = match timer
+        .timeout_at(started + shared.response_timeout, call)
+        .await
+    {
+        Some(Ok(response)) => response,
+        Some(Err(error)) => {
             let error: UpstreamError = error;
             let reason = error.reason();
             shared.metrics.upstream_error(reason);
             tracing::debug!(%error, reason, "proxy: upstream request failed");
             return Ok(error_response(StatusCode::BAD_GATEWAY, exchange));
         }
-        Err(_) => {
+        None => {
             shared.metrics.upstream_error("timeout");
             return Ok(error_response(StatusCode::GATEWAY_TIMEOUT, exchange));
         }

@@ -21,6 +21,7 @@ mod event_loop;
 mod forward;
 pub mod identity;
 pub mod metrics;
+mod timer;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -218,6 +219,7 @@ impl Proxy {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
+            // Each event loop sets its own timer (`timer::LoopTimer`).
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
             .max_buf_size(config.max_header_bytes)
