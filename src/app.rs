@@ -118,6 +118,19 @@ pub async fn start_with(
         message: e.message,
     })?;
     let admin_tls = admin_guard.is_tls();
+    // The actions listener takes the admin server's TLS, credentials and
+    // limits, counted under its own name.
+    let actions_guard = actions_listener
+        .is_some()
+        .then(|| {
+            let (tls, auth, limits) = (&config.admin.tls, &config.admin.auth, &config.admin.limits);
+            Guard::build("admin", "actions", tls.as_ref(), auth, limits, &security)
+        })
+        .transpose()
+        .map_err(|e| RunError::Build {
+            key: e.key,
+            message: e.message,
+        })?;
 
     let families = CollectorFamilies::register(&mut base);
     let pod = PodInfo::from_env(&config.pod);
@@ -229,9 +242,13 @@ pub async fn start_with(
     registries.set(part::CONFIG, config_registry);
     let reload = reloader.spawn(&tasks, stop.clone());
     tasks.spawn(reload::reload_on_hangup(reload.clone(), stop.clone()));
-    if let Some(listener) = actions_listener {
+    if let (Some(listener), Some(guard)) = (actions_listener, actions_guard) {
+        for watcher in guard.watchers(&stop) {
+            tasks.spawn(watcher);
+        }
         tasks.spawn(admin::actions::serve(
             listener,
+            Arc::new(guard),
             reload.clone(),
             stop.clone(),
         ));

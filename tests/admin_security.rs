@@ -273,6 +273,61 @@ async fn bearer_token_from_a_file_protects_metrics_and_status_and_rotates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actions_listener_asks_for_the_admin_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "reload-token\n").unwrap();
+    let sidewatch = Sidewatch::start(&format!(
+        "[admin]\nactions_enabled = true\nactions_listen = \"127.0.0.1:0\"\n[admin.auth]\ntoken_file = \"{}\"\n",
+        token.display()
+    ))
+    .await;
+    let url = format!(
+        "http://{}/-/reload",
+        sidewatch.actions.expect("actions listener")
+    );
+    for given in [None, Some("wrong")] {
+        let mut request = client().post(&url);
+        if let Some(given) = given {
+            request = request.bearer_auth(given);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{given:?}");
+    }
+    let response = client()
+        .post(&url)
+        .bearer_auth("reload-token")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(response.status(), 401);
+    let answer: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert!(
+        answer.get("reloaded").is_some(),
+        "the reload answered: {answer}"
+    );
+    let metrics = client()
+        .get(format!("http://{}/metrics", sidewatch.addr))
+        .bearer_auth("reload-token")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(
+            &metrics,
+            "sidewatch_admin_rejected_total",
+            &[("listener", "actions"), ("reason", "unauthorized")]
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    sidewatch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_with_the_password_from_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let password = dir.path().join("password");

@@ -1,48 +1,43 @@
 //! The admin actions listener (`admin.actions_listen`, loopback, off unless
-//! `admin.actions_enabled`): `POST /-/reload` reloads the configuration and
+//! `admin.actions_enabled`), behind the admin server's TLS, credentials and
+//! limits (`admin.tls`, `admin.auth`, `admin.limits`; counted as listener
+//! `actions`): `POST /-/reload` reloads the configuration and
 //! answers 200 with what changed, 400 when the new file is rejected (the
 //! running configuration is kept) or 500 when applying it failed.
 
-use std::convert::Infallible;
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::accept;
+use super::listener::{self, Guard};
 use crate::reload::{ReloadError, ReloadHandle};
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves the actions on `listener` until `stop`.
-pub async fn serve(listener: TcpListener, reload: ReloadHandle, stop: CancellationToken) {
-    while let Some((stream, peer)) = accept::next_or_stop(&listener, &stop, "admin actions").await {
-        let reload = reload.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
-            let reload = reload.clone();
-            async move { Ok::<_, Infallible>(route(&reload, &request).await) }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                result = connection => if let Err(error) = result {
-                    tracing::debug!(%error, %peer, "admin actions connection ended with an error");
-                },
-                () = stop.cancelled() => {}
+/// Serves the actions on `listener` behind `guard` (the admin server's TLS,
+/// credentials and limits) until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    guard: Arc<Guard>,
+    reload: ReloadHandle,
+    stop: CancellationToken,
+) {
+    let handler = {
+        let guard = guard.clone();
+        move |request: Request<Incoming>| {
+            let (guard, reload) = (guard.clone(), reload.clone());
+            async move {
+                match guard.authorize(&request) {
+                    Some(refused) => refused,
+                    None => route(&reload, &request).await,
+                }
             }
-        });
-    }
+        }
+    };
+    listener::serve(listener, guard, handler, stop).await;
 }
 
 async fn route(reload: &ReloadHandle, request: &Request<Incoming>) -> Response<Full<Bytes>> {

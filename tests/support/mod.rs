@@ -24,6 +24,8 @@ pub struct Sidewatch {
     pub statsd: Option<SocketAddr>,
     /// Where its proxy listens, when `[proxy]` is on.
     pub proxy: Option<SocketAddr>,
+    /// Where its admin actions listener listens, when enabled.
+    pub actions: Option<SocketAddr>,
     shutdown: sidewatch::Shutdown,
     task: tokio::task::JoinHandle<Result<(), sidewatch::RunError>>,
 }
@@ -47,6 +49,7 @@ impl Sidewatch {
             addr,
             statsd: running.statsd_addr(),
             proxy: running.proxy_addr(),
+            actions: running.actions_addr(),
             shutdown,
             task: tokio::spawn(running.wait()),
         }
