@@ -20,13 +20,18 @@ fn main() {
         revision.unwrap_or_else(|| "unknown".into())
     );
     println!("cargo:rerun-if-env-changed=SIDEWATCH_REVISION");
-    // Watch HEAD where git keeps it: in a worktree `.git` is a file, and a
-    // path that does not exist would make cargo rerun this script (and
-    // rebuild the crate) on every build.
-    if let Some(head) = git(&["rev-parse", "--absolute-git-dir"])
-        .map(|dir| PathBuf::from(dir).join("HEAD"))
-        .filter(|head| head.exists())
-    {
-        println!("cargo:rerun-if-changed={}", head.display());
+    // Watch HEAD and the branch it points to (a commit moves the branch, not
+    // HEAD) where git keeps them: in a worktree `.git` is a file and refs
+    // live in the common directory. A path that does not exist would make
+    // cargo rerun this script (and rebuild the crate) on every build.
+    let mut watched = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for name in watched {
+        if let Some(path) = git(&["rev-parse", "--path-format=absolute", "--git-path", &name])
+            .map(PathBuf::from)
+            .filter(|path| path.exists())
+        {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
     }
 }
