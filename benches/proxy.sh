@@ -39,19 +39,7 @@ start_haproxy "$haproxy_port" "$nginx_port"
 pids+=($haproxy_pid)
 
 start_sidewatch() { # $1 = access_log true|false
-  cat > "$work/sw.toml" <<CONF
-[admin]
-listen = "127.0.0.1:$admin_port"
-[process]
-enabled = false
-[proxy]
-listen = "127.0.0.1:$sw_port"
-upstream = "127.0.0.1:$nginx_port"
-access_log = $1
-threads = ${PROXY_THREADS:-1}
-[[logs.sinks]]
-type = "stdout"
-CONF
+  proxy_config "$work/sw.toml" "$admin_port" "$sw_port" "$nginx_port" "$1" "${PROXY_THREADS:-1}"
   "$bin" run --config "$work/sw.toml" >/dev/null 2>"$work/sw.err" &
   sw_pid=$!
   pids+=($sw_pid)

@@ -6,6 +6,9 @@
 #                               one worker, keep-alive without limit; sets nginx_pid
 #   start_haproxy PORT UPSTREAM haproxy 2.6 (Debian) in HTTP mode with
 #                               keep-alive and connection reuse; sets haproxy_pid
+#   proxy_config FILE ADMIN_PORT LISTEN_PORT UPSTREAM_PORT ACCESS_LOG THREADS
+#                               writes a sidewatch config: the proxy only
+#                               (process collector off), access log to stdout
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -33,6 +36,22 @@ http {
 CONF
   nginx -c "$work/nginx.conf" -p "$work" &
   nginx_pid=$!
+}
+
+proxy_config() {
+  cat > "$1" <<CONF
+[admin]
+listen = "127.0.0.1:$2"
+[process]
+enabled = false
+[proxy]
+listen = "127.0.0.1:$3"
+upstream = "127.0.0.1:$4"
+access_log = $5
+threads = $6
+[[logs.sinks]]
+type = "stdout"
+CONF
 }
 
 start_haproxy() {

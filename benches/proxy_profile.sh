@@ -36,19 +36,7 @@ nginx_port=$(port)
 start_nginx "$nginx_port"
 pids+=($nginx_pid)
 listen=$(port)
-cat > "$work/sidewatch.toml" <<CONF
-[admin]
-listen = "127.0.0.1:$(port)"
-[process]
-enabled = false
-[proxy]
-listen = "127.0.0.1:$listen"
-upstream = "127.0.0.1:$nginx_port"
-access_log = $access_log
-threads = $threads
-[[logs.sinks]]
-type = "stdout"
-CONF
+proxy_config "$work/sidewatch.toml" "$(port)" "$listen" "$nginx_port" "$access_log" "$threads"
 "$bin" run --config "$work/sidewatch.toml" >/dev/null 2>"$work/sidewatch.err" &
 sidewatch_pid=$!
 pids+=($sidewatch_pid)

@@ -44,19 +44,7 @@ for run in "${runs[@]}"; do
   listen=$(port)
   name=sidewatch_log_$access_log
   [ "$run_bin" != "$bin" ] && name=baseline_log_$access_log
-  cat > "$work/$name.toml" <<CONF
-[admin]
-listen = "127.0.0.1:$(port)"
-[process]
-enabled = false
-[proxy]
-listen = "127.0.0.1:$listen"
-upstream = "127.0.0.1:$nginx_port"
-access_log = $access_log
-threads = ${PROXY_THREADS:-1}
-[[logs.sinks]]
-type = "stdout"
-CONF
+  proxy_config "$work/$name.toml" "$(port)" "$listen" "$nginx_port" "$access_log" "${PROXY_THREADS:-1}"
   "$run_bin" run --config "$work/$name.toml" >/dev/null 2>"$work/$name.err" &
   pids+=($!); procs+=($!); ports+=("$listen"); names+=("$name")
 done
