@@ -42,8 +42,9 @@ pub struct ProxyConfig {
     pub max_headers: usize,
     /// Emit one access-log event per request into the log pipeline (source `proxy`).
     pub access_log: bool,
-    /// Events queued for the log pipeline; when full, further events are
-    /// dropped and counted (the proxy never waits on the log pipeline).
+    /// Events queued for the log pipeline (and at most 16 MiB of their
+    /// strings); when full, further events are dropped and counted (the
+    /// proxy never waits on the log pipeline).
     pub access_log_queue: usize,
     /// Series limit of each `http_*` family (over it: `__overflow__`, counted).
     pub max_series: usize,

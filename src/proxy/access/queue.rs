@@ -13,6 +13,12 @@ use tokio::sync::Notify;
 
 use super::AccessRecord;
 
+/// Most bytes of strings queued at once: a stalled pipeline behind a flood
+/// of long paths (up to `proxy.max_header_bytes` each) holds at most this
+/// much, whatever `proxy.access_log_queue` allows; further events are
+/// dropped and counted like those over the count.
+pub(super) const MAX_TEXT_BYTES: usize = 16 * 1024 * 1024;
+
 /// Queued events.
 #[derive(Debug, Default)]
 pub(super) struct Pending {
@@ -151,10 +157,15 @@ impl Queue {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a copy of `record`; false when the queue is full.
+    /// Queues a copy of `record`; false when the queue is full (in events,
+    /// or in bytes: [`MAX_TEXT_BYTES`]).
     pub(super) fn push(&self, record: &AccessRecord<'_>) -> bool {
+        let text = record.route.len()
+            + record.path.len()
+            + record.correlation_id.len()
+            + record.trace_id.len();
         let mut pending = self.lock();
-        if pending.len() >= self.capacity {
+        if pending.len() >= self.capacity || pending.text.len() + text > MAX_TEXT_BYTES {
             return false;
         }
         let was_empty = pending.is_empty();
@@ -216,6 +227,19 @@ mod tests {
             ("/r/:id", "/r/22", "ünïcode", "")
         );
         assert_eq!(pending.get(0).path, "/r/1");
+    }
+
+    #[test]
+    fn the_queued_strings_are_bounded_in_bytes_too() {
+        let queue = Queue::new(1000);
+        let long = "/".repeat(MAX_TEXT_BYTES / 4);
+        let pushed = (0..10).filter(|_| queue.push(&record(&long, "id"))).count();
+        assert_eq!(pushed, 3, "the fourth would pass {MAX_TEXT_BYTES} bytes");
+        assert!(
+            queue.push(&record("/short", "id")),
+            "a short one still fits"
+        );
+        assert!(queue.lock().text.len() <= MAX_TEXT_BYTES);
     }
 
     #[test]
