@@ -14,6 +14,7 @@ pub mod backoff;
 pub mod collect;
 pub mod config;
 pub mod demo;
+pub mod heap;
 pub mod http_client;
 pub mod inject;
 pub mod logs;

@@ -1,9 +1,10 @@
 //! The `sidewatch` command line: parse arguments, load config, init tracing,
 //! run, and map errors to exit codes (2 for configuration problems).
 
-// Two audited exceptions: `limit_malloc_arenas` and `return_freed_memory`
-// (the library forbids unsafe code).
+// One audited exception: the allocator module (the library forbids unsafe code).
 #![deny(unsafe_code)]
+
+mod allocator;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,13 +13,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use sidewatch::config::{self, Config, SelfLogFormat};
 use sidewatch::{shutdown, Shutdown};
-
-/// With the `mimalloc` feature: the log hot path allocates and frees many
-/// small objects per event (JSON keys, values, maps), which mimalloc serves
-/// markedly cheaper than the system allocator, at about 1 MiB more idle RSS.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit code for invalid configuration or unusable resources.
 const CONFIG_ERROR: u8 = sidewatch::EXIT_CONFIG;
@@ -74,64 +68,8 @@ const LONG_VERSION: &str = concat!(
     ")"
 );
 
-/// glibc gives every thread that allocates a malloc arena of its own and
-/// keeps freed memory in each. The log path allocates an event on one
-/// worker thread and frees it on another, so with the default (8 arenas
-/// per core) RSS settled at 37 MiB under 75k lines/s and crept to 43 MiB in
-/// ten minutes; with one arena it stayed at 23 MiB, flat
-/// (`benches/log_soak.sh`), at no measurable cost in CPU (glibc's
-/// per-thread cache serves most small allocations without the arena lock).
-/// `MALLOC_ARENA_MAX` in the environment still wins.
-#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
-#[allow(unsafe_code)]
-fn limit_malloc_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; it is called
-        // first thing in main, before any other thread exists.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
-        }
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc"))))]
-fn limit_malloc_arenas() {}
-
-/// How often freed heap memory is handed back to the kernel.
-const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// glibc returns freed memory to the kernel only from the top of the heap,
-/// so after a burst (a sink outage filling the queues, a restart replaying
-/// the disk buffer while the tailer catches up) RSS stayed at its high-water
-/// mark although the memory was free: the soak saw 44 MiB rise to 108 MiB
-/// across outages and restarts and never come down. A thread that calls
-/// `malloc_trim(0)` every [`TRIM_INTERVAL`] releases free pages anywhere in
-/// the heap (after it, the soak's RSS stayed at 30–61 MiB, flat). Measured
-/// on a 150 MiB glibc heap: 6.5 ms when it hands 137 MiB back, 0.03 ms when
-/// there is nothing to hand back, so it costs nothing in a steady state.
-#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
-#[allow(unsafe_code)]
-fn return_freed_memory() {
-    let spawned = std::thread::Builder::new()
-        .name("sidewatch-trim".into())
-        .spawn(|| loop {
-            std::thread::sleep(TRIM_INTERVAL);
-            // SAFETY: malloc_trim only releases free memory held by the
-            // allocator; it takes the allocator's own locks.
-            unsafe {
-                libc::malloc_trim(0);
-            }
-        });
-    if let Err(error) = spawned {
-        tracing::warn!(%error, "cannot start the memory trim thread");
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc"))))]
-fn return_freed_memory() {}
-
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    allocator::limit_malloc_arenas();
     let cli = Cli::parse();
     let env: HashMap<String, String> = std::env::vars().collect();
     match cli.command.unwrap_or(Command::Run) {
@@ -195,7 +133,7 @@ enum Mode {
 
 fn run(config: Config, mode: Mode) -> ExitCode {
     init_tracing(&config);
-    return_freed_memory();
+    allocator::return_freed_memory();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("sidewatch")

@@ -81,6 +81,7 @@ fn spawn(
     let thread = std::thread::Builder::new()
         .name(format!("proxy-loop-{index}"))
         .spawn(move || {
+            crate::heap::use_own_heap();
             runtime.block_on(serve);
             let _ = done.send(());
         });
@@ -181,8 +182,10 @@ impl EventLoop {
         let handle = self.handle.clone();
         let pinned = Arc::new(upstream::Pinned::new(self.coalescer.clone()));
         let timer = self.timer.clone();
+        let client = forward::Client::new(peer);
         let service = service_fn(move |request| {
-            forward::handle(handle.get(), peer, pinned.clone(), timer.clone(), request)
+            let client = client.clone();
+            forward::handle(handle.get(), client, pinned.clone(), timer.clone(), request)
         });
         let connection = self
             .builder
