@@ -19,8 +19,12 @@ if ! command -v rsyslogd >/dev/null; then
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q rsyslog
 fi
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release/sidewatch
+if [ -n "${SIDEWATCH_BIN:-}" ]; then
+  bin=$SIDEWATCH_BIN # a build made beforehand
+else
+  cargo build --release --quiet
+  bin=${CARGO_TARGET_DIR:-$PWD/target}/release/sidewatch
+fi
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

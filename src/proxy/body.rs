@@ -99,8 +99,10 @@ impl Exchange {
     ) -> Self {
         shared.metrics.in_flight.inc();
         let route = shared.routes.normalize(path);
-        let mut key = KeyBuilder::default();
-        key.push(super::metrics::method_label(method));
+        let method_label = super::metrics::method_label(method);
+        // Method, route and status with their separators, allocated once.
+        let mut key = KeyBuilder::with_capacity(method_label.len() + route.len() + 8);
+        key.push(method_label);
         key.push(&route);
         let detailed = shared.access.is_some() || shared.spans.is_some();
         let (path, route) = match detailed {

@@ -35,11 +35,33 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// Handles one request from a client at `peer`; `pinned` is the client
-/// connection's own app connection (used for its plain HTTP/1 requests).
+/// The client end of a connection, as each of its requests needs it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its IP as an `X-Forwarded-For` value, made once per connection
+    /// (a clone shares it: no formatting and no allocation per request).
+    forwarded_for: HeaderValue,
+}
+
+impl Client {
+    /// The client at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        let forwarded_for = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self {
+            addr,
+            forwarded_for,
+        }
+    }
+}
+
+/// Handles one request from `client`; `pinned` is the client connection's
+/// own app connection (used for its plain HTTP/1 requests).
 pub async fn handle(
     shared: Arc<Shared>,
-    peer: SocketAddr,
+    client: Client,
     pinned: Arc<Pinned>,
     timer: LoopTimer,
     mut request: Request<Incoming>,
@@ -55,7 +77,7 @@ pub async fn handle(
         identity,
     );
     if exchange.traced() {
-        exchange.client(peer, request.version());
+        exchange.client(client.addr, request.version());
     }
     let upgrade = is_upgrade(request.headers());
     let http1 = request.version() <= Version::HTTP_11;
@@ -80,7 +102,7 @@ pub async fn handle(
     if !upgrade {
         strip_hop_by_hop(&mut parts.headers);
     }
-    append_forwarded_for(&mut parts.headers, peer);
+    append_forwarded_for(&mut parts.headers, &client);
     let call = async {
         if pinned_path {
             let response = pinned
@@ -202,15 +224,18 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
-    let ip = peer.ip().to_string();
+fn append_forwarded_for(headers: &mut HeaderMap, client: &Client) {
     let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {ip}"),
-        None => ip,
+        Some(previous) => {
+            let ip = client.forwarded_for.to_str().unwrap_or_default();
+            match HeaderValue::from_str(&format!("{previous}, {ip}")) {
+                Ok(value) => value,
+                Err(_) => return,
+            }
+        }
+        None => client.forwarded_for.clone(),
     };
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
+    headers.insert(X_FORWARDED_FOR, value);
 }
 
 /// `original` without scheme and authority: `<path?query>` (or `*`).

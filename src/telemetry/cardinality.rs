@@ -66,6 +66,14 @@ pub struct KeyBuilder {
 }
 
 impl KeyBuilder {
+    /// An empty key with room for `bytes` (no regrowth while it is built).
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            key: String::with_capacity(bytes),
+            count: 0,
+        }
+    }
+
     /// Starts a new key.
     pub fn clear(&mut self) {
         self.key.clear();
