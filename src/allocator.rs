@@ -50,6 +50,7 @@ pub fn limit_malloc_arenas() {
 pub fn limit_malloc_arenas() {}
 
 /// How often freed heap memory is handed back to the kernel.
+#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
 const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// glibc returns freed memory to the kernel only from the top of the heap,
