@@ -106,6 +106,14 @@ impl Fields {
         }
     }
 
+    /// Appends `key` without looking for an earlier copy: for building an
+    /// object whose keys are known to be distinct (an access-log event), where
+    /// [`Fields::insert`]'s search is wasted. A repeated key is kept twice, as
+    /// in a parsed line.
+    pub fn push(&mut self, key: impl Into<Key>, value: Value) {
+        self.entries.push((key.into(), value));
+    }
+
     /// Sets `key` to `value()` unless it is present.
     pub fn insert_if_absent(&mut self, key: &str, value: impl FnOnce() -> Value) {
         if !self.contains_key(key) {

@@ -321,6 +321,36 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_masked_alone_and_in_longer_text() {
+        let redact = stage(&RedactConfig::default());
+        let secrets = [
+            ("bearer abc.def", "bearer [REDACTED]"),
+            ("BEARER abc.def", "BEARER [REDACTED]"),
+            ("redis://u:p@h", "redis://[REDACTED]@h"),
+            ("AKIAIOSFODNN7EXAMPLE", "[REDACTED]"),
+            ("4111 1111 1111 1111", "[REDACTED]"),
+        ];
+        for (secret, masked) in secrets {
+            assert_eq!(redact.text(secret).as_deref(), Some(masked), "{secret}");
+            let padding = "x".repeat(100);
+            let long = format!("{padding} {secret}");
+            assert_eq!(
+                redact.text(&long),
+                Some(format!("{padding} {masked}")),
+                "{secret}, long"
+            );
+        }
+        // Two rules on one short string: the second sees the first's output.
+        assert_eq!(
+            redact.text("bearer abc key AKIAIOSFODNN7EXAMPLE").unwrap(),
+            "bearer [REDACTED] key [REDACTED]"
+        );
+        for clean in ["info", "GET", "/api/users/:id", "2026-12-03T15:54:33.123Z"] {
+            assert_eq!(redact.text(clean), None, "{clean}");
+        }
+    }
+
+    #[test]
     fn card_numbers_must_pass_luhn() {
         let redact = stage(&RedactConfig::default());
         assert_eq!(
