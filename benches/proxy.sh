@@ -13,6 +13,8 @@
 # with `RESULT` are for benches/compare.sh.
 #
 #   benches/proxy.sh [seconds per run]   (default 5)
+#
+# SIDEWATCH_BIN runs a ready build instead of building the checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -25,8 +27,12 @@ done
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
 fi
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/sidewatch
+if [ -n "${SIDEWATCH_BIN:-}" ]; then
+  bin=$SIDEWATCH_BIN # a build made beforehand
+else
+  cargo build --release --quiet
+  bin=${CARGO_TARGET_DIR:-target}/release/sidewatch
+fi
 
 work=$(mktemp -d)
 pids=()
