@@ -1,4 +1,5 @@
-# Sourced by proxy.sh, proxy_rounds.sh and soak.sh: the proxy benchmarks'
+# Sourced by proxy.sh, proxy_rounds.sh, proxy_latency.sh, proxy_profile.sh
+# and soak.sh: the proxy benchmarks'
 # upstream and peer, each started in the background in $work.
 #   port                        a free loopback port
 #   stop_all                    kills every pid in $pids, removes $work (an EXIT trap)
@@ -9,6 +10,12 @@
 #   proxy_config FILE ADMIN_PORT LISTEN_PORT UPSTREAM_PORT ACCESS_LOG THREADS
 #                               writes a sidewatch config: the proxy only
 #                               (process collector off), access log to stdout
+#   start_sidewatch_runs BIN UPSTREAM_PORT
+#                               BIN with the access log on and off (and
+#                               $BASELINE_BIN too, when set), proxy.threads =
+#                               $PROXY_THREADS (default 1); appends each to
+#                               $names, $ports, $procs and $pids
+#   wait_ready                  waits until every port in $ports answers
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -73,4 +80,25 @@ backend b
 CONF
   haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 &
   haproxy_pid=$!
+}
+
+start_sidewatch_runs() {
+  local runs=("$1 true" "$1 false") run run_bin access_log listen name
+  [ -n "${BASELINE_BIN:-}" ] && runs+=("$BASELINE_BIN true" "$BASELINE_BIN false")
+  for run in "${runs[@]}"; do
+    read -r run_bin access_log <<<"$run"
+    listen=$(port)
+    name=sidewatch_log_$access_log
+    [ "$run_bin" != "$1" ] && name=baseline_log_$access_log
+    proxy_config "$work/$name.toml" "$(port)" "$listen" "$2" "$access_log" "${PROXY_THREADS:-1}"
+    "$run_bin" run --config "$work/$name.toml" >/dev/null 2>"$work/$name.err" &
+    pids+=($!); procs+=($!); ports+=("$listen"); names+=("$name")
+  done
+}
+
+wait_ready() {
+  local p
+  for p in "${ports[@]}"; do
+    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$p/" >/dev/null && break; sleep 0.1; done
+  done
 }

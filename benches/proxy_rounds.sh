@@ -37,20 +37,8 @@ pids+=($nginx_pid)
 names=(haproxy); ports=($(port)); procs=()
 start_haproxy "${ports[0]}" "$nginx_port"
 pids+=($haproxy_pid); procs+=($haproxy_pid)
-runs=("$bin true" "$bin false")
-[ -n "${BASELINE_BIN:-}" ] && runs+=("$BASELINE_BIN true" "$BASELINE_BIN false")
-for run in "${runs[@]}"; do
-  read -r run_bin access_log <<<"$run"
-  listen=$(port)
-  name=sidewatch_log_$access_log
-  [ "$run_bin" != "$bin" ] && name=baseline_log_$access_log
-  proxy_config "$work/$name.toml" "$(port)" "$listen" "$nginx_port" "$access_log" "${PROXY_THREADS:-1}"
-  "$run_bin" run --config "$work/$name.toml" >/dev/null 2>"$work/$name.err" &
-  pids+=($!); procs+=($!); ports+=("$listen"); names+=("$name")
-done
-for port in "${ports[@]}"; do
-  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.1; done
-done
+start_sidewatch_runs "$bin" "$nginx_port"
+wait_ready
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load: $(cut -d' ' -f1-3 /proc/loadavg)"
