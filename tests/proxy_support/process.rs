@@ -17,6 +17,15 @@ pub struct Process {
 impl Process {
     /// Starts it with the proxy in front of `upstream`.
     pub async fn start(upstream: SocketAddr) -> Self {
+        Self::start_with(upstream, |_| String::new()).await
+    }
+
+    /// [`Process::start`] with more config after the `[proxy]` keys:
+    /// `extra` gets the process's own temporary directory (for sink files).
+    pub async fn start_with(
+        upstream: SocketAddr,
+        extra: impl FnOnce(&std::path::Path) -> String,
+    ) -> Self {
         let free = || {
             std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -27,7 +36,8 @@ impl Process {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sidewatch.toml");
         let text = format!(
-            "[admin]\nlisten = \"{admin}\"\n[process]\nenabled = false\n[shutdown]\ngrace_period = \"1s\"\n[proxy]\nlisten = \"{proxy}\"\nupstream = \"{upstream}\"\n"
+            "[admin]\nlisten = \"{admin}\"\n[process]\nenabled = false\n[shutdown]\ngrace_period = \"1s\"\n[proxy]\nlisten = \"{proxy}\"\nupstream = \"{upstream}\"\n{}",
+            extra(dir.path())
         );
         std::fs::write(&path, text).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_sidewatch"))
