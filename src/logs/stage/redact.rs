@@ -37,6 +37,9 @@ const BUILTIN: [(&str, &str); 4] = [
 #[derive(Debug)]
 struct Rule {
     regex: Regex,
+    /// The shortest text the pattern can match: shorter strings (most
+    /// values in logs: levels, methods, short IDs) skip the gate too.
+    min_len: usize,
     gate: Gate,
     luhn: bool,
     count: Counter,
@@ -129,13 +132,18 @@ impl Redact {
             ));
         }
         let mut rules = Vec::new();
-        for (name, regex, gate, key) in &patterns {
-            let regex = Regex::new(regex).map_err(|e| StageError {
+        for (name, source, gate, key) in &patterns {
+            let regex = Regex::new(source).map_err(|e| StageError {
                 key: key.clone(),
                 message: format!("invalid regex: {e}"),
             })?;
+            // A pattern that can never match has no minimum: it never runs.
+            let min_len = regex_syntax::parse(source).map_or(0, |hir| {
+                hir.properties().minimum_len().unwrap_or(usize::MAX)
+            });
             rules.push(Rule {
                 regex,
+                min_len,
                 gate: *gate,
                 luhn: *gate == Gate::Card,
                 count: metrics.redactions(name),
@@ -185,7 +193,10 @@ impl Redact {
         let mut current: Option<String> = None;
         for rule in &self.rules {
             let haystack = current.as_deref().unwrap_or(text);
-            if !rule.gate.passes(haystack) || !rule.regex.is_match(haystack) {
+            if haystack.len() < rule.min_len
+                || !rule.gate.passes(haystack)
+                || !rule.regex.is_match(haystack)
+            {
                 continue;
             }
             let mut out = String::with_capacity(haystack.len());
@@ -318,6 +329,21 @@ mod tests {
         );
         assert_eq!(redact.text("plain message, GET /api -> 200"), None);
         assert_eq!(redact.text("https://example.com/path@v2"), None);
+    }
+
+    #[test]
+    fn each_pattern_knows_its_shortest_match() {
+        let redact = stage(&RedactConfig::default());
+        let lengths: Vec<usize> = redact.rules.iter().map(|r| r.min_len).collect();
+        // "bearer x", "a://b:@", an AWS key ID, 13 card digits.
+        assert_eq!(lengths, [8, 7, 20, 13]);
+        // The shortest of each still matches; one character less cannot.
+        assert_eq!(
+            redact.text("bearer x").as_deref(),
+            Some("bearer [REDACTED]")
+        );
+        assert_eq!(redact.text("a://b:@").as_deref(), Some("a://[REDACTED]@"));
+        assert_eq!(redact.text("bearer"), None);
     }
 
     #[test]
