@@ -13,12 +13,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 rate=${2:-100000}
 
-if [ -n "${SIDEWATCH_BIN:-}" ]; then
-  bin=$SIDEWATCH_BIN # a build made beforehand
-else
-  cargo build --release --quiet
-  bin=${CARGO_TARGET_DIR:-$PWD/target}/release/sidewatch
-fi
+. benches/release_bin.sh
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -19,12 +19,7 @@ if ! command -v rsyslogd >/dev/null; then
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q rsyslog
 fi
-if [ -n "${SIDEWATCH_BIN:-}" ]; then
-  bin=$SIDEWATCH_BIN # a build made beforehand
-else
-  cargo build --release --quiet
-  bin=${CARGO_TARGET_DIR:-$PWD/target}/release/sidewatch
-fi
+. benches/release_bin.sh
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -27,12 +27,7 @@ done
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
 fi
-if [ -n "${SIDEWATCH_BIN:-}" ]; then
-  bin=$SIDEWATCH_BIN # a build made beforehand
-else
-  cargo build --release --quiet
-  bin=${CARGO_TARGET_DIR:-target}/release/sidewatch
-fi
+. benches/release_bin.sh
 
 work=$(mktemp -d)
 pids=()

@@ -15,12 +15,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-3}
 secs=${2:-4}
 command -v oha >/dev/null || { echo "missing oha: cargo install oha" >&2; exit 1; }
-if [ -n "${SIDEWATCH_BIN:-}" ]; then
-  bin=$SIDEWATCH_BIN # a build made beforehand
-else
-  cargo build --release --quiet
-  bin=${CARGO_TARGET_DIR:-target}/release/sidewatch
-fi
+. benches/release_bin.sh
 
 work=$(mktemp -d)
 pids=()

@@ -18,12 +18,8 @@ threads=${1:-2}
 access_log=${2:-true}
 secs=${3:-5}
 data=${PERF_DATA:-/tmp/sidewatch-proxy.perf.data}
-if [ -n "${SIDEWATCH_BIN:-}" ]; then
-  bin=$SIDEWATCH_BIN
-else
-  CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --quiet
-  bin=${CARGO_TARGET_DIR:-target}/release/sidewatch
-fi
+export CARGO_PROFILE_RELEASE_STRIP=false # perf names the symbols
+. benches/release_bin.sh
 for tool in perf wrk nginx; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install linux-perf wrk nginx-light" >&2; exit 1; }
 done

@@ -20,12 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
 secs=${2:-3}
-if [ -n "${SIDEWATCH_BIN:-}" ]; then
-  bin=$SIDEWATCH_BIN # a build made beforehand
-else
-  cargo build --release --quiet
-  bin=${CARGO_TARGET_DIR:-target}/release/sidewatch
-fi
+. benches/release_bin.sh
 
 work=$(mktemp -d)
 pids=()

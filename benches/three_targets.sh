@@ -2,12 +2,7 @@
 # starts sidewatch with 3 probe targets every 5 s against a local HTTP server
 # (python3 -m http.server). Sets $bin, $work, $admin_port and $pid (sidewatch);
 # everything it starts is stopped on exit.
-if [ -n "${SIDEWATCH_BIN:-}" ]; then
-  bin=$SIDEWATCH_BIN # a build made beforehand
-else
-  cargo build --release --quiet
-  bin=${CARGO_TARGET_DIR:-target}/release/sidewatch
-fi
+. benches/release_bin.sh
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
