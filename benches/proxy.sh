@@ -29,13 +29,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 . benches/release_bin.sh
 
-work=$(mktemp -d)
-pids=()
 . benches/proxy_peers.sh
-trap stop_all EXIT
-nginx_port=$(port); haproxy_port=$(port); sw_port=$(port); admin_port=$(port)
-start_nginx "$nginx_port"
-pids+=($nginx_pid)
+start_upstream
+haproxy_port=$(port); sw_port=$(port); admin_port=$(port)
 start_haproxy "$haproxy_port" "$nginx_port"
 pids+=($haproxy_pid)
 

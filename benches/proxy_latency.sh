@@ -17,13 +17,8 @@ secs=${2:-4}
 command -v oha >/dev/null || { echo "missing oha: cargo install oha" >&2; exit 1; }
 . benches/release_bin.sh
 
-work=$(mktemp -d)
-pids=()
 . benches/proxy_peers.sh
-trap stop_all EXIT
-nginx_port=$(port)
-start_nginx "$nginx_port"
-pids+=($nginx_pid)
+start_upstream
 names=(direct haproxy); ports=("$nginx_port" "$(port)"); procs=()
 start_haproxy "${ports[1]}" "$nginx_port"
 pids+=($haproxy_pid)

@@ -10,6 +10,8 @@
 #   proxy_config FILE ADMIN_PORT LISTEN_PORT UPSTREAM_PORT ACCESS_LOG THREADS
 #                               writes a sidewatch config: the proxy only
 #                               (process collector off), access log to stdout
+#   start_upstream              makes $work and $pids, sets the EXIT trap and
+#                               starts nginx on a free port; sets nginx_port
 #   start_sidewatch_runs BIN UPSTREAM_PORT
 #                               BIN with the access log on and off (and
 #                               $BASELINE_BIN too, when set), proxy.threads =
@@ -101,4 +103,13 @@ wait_ready() {
   for p in "${ports[@]}"; do
     for _ in $(seq 50); do curl -sf "http://127.0.0.1:$p/" >/dev/null && break; sleep 0.1; done
   done
+}
+
+start_upstream() {
+  work=$(mktemp -d)
+  pids=()
+  trap stop_all EXIT
+  nginx_port=$(port)
+  start_nginx "$nginx_port"
+  pids+=($nginx_pid)
 }

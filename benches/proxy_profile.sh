@@ -24,13 +24,8 @@ for tool in perf wrk nginx; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install linux-perf wrk nginx-light" >&2; exit 1; }
 done
 
-work=$(mktemp -d)
-pids=()
 . benches/proxy_peers.sh
-trap stop_all EXIT
-nginx_port=$(port)
-start_nginx "$nginx_port"
-pids+=($nginx_pid)
+start_upstream
 listen=$(port)
 proxy_config "$work/sidewatch.toml" "$(port)" "$listen" "$nginx_port" "$access_log" "$threads"
 "$bin" run --config "$work/sidewatch.toml" >/dev/null 2>"$work/sidewatch.err" &

@@ -22,13 +22,8 @@ rounds=${1:-5}
 secs=${2:-3}
 . benches/release_bin.sh
 
-work=$(mktemp -d)
-pids=()
 . benches/proxy_peers.sh
-trap stop_all EXIT
-nginx_port=$(port)
-start_nginx "$nginx_port"
-pids+=($nginx_pid)
+start_upstream
 names=(haproxy); ports=($(port)); procs=()
 start_haproxy "${ports[0]}" "$nginx_port"
 pids+=($haproxy_pid); procs+=($haproxy_pid)
