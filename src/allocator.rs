@@ -194,7 +194,8 @@ mod own_heaps {
     }
 
     /// Moves `block` (`layout`, owned by mimalloc) into a new glibc block
-    /// of `new_size`, for threads without a heap of their own.
+    /// of `new_size`: for threads without a heap of their own, and for
+    /// marked threads once the range is full.
     ///
     /// # Safety
     /// As for [`GlobalAlloc::realloc`].
