@@ -29,9 +29,27 @@ const PARSE_CAPACITY: usize = 16;
 pub type Key = Cow<'static, str>;
 
 /// The top-level fields of an event, in order.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Fields {
     entries: Vec<(Key, Value)>,
+    /// Bit `i` set: entry `i` is *vetted*, a value sidewatch wrote itself
+    /// that holds no secret (an access event's timestamp or trace ID, a pod
+    /// name redact checked once), which redact's patterns skip; its secret
+    /// keys still apply. Changing an entry clears its bit; entries past the
+    /// 64th are never vetted.
+    vetted: u64,
+}
+
+/// Two events' fields are equal when their entries are, vetted or not.
+impl PartialEq for Fields {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+/// The bit of entry `index` in [`Fields::vetted`] (none past the 64th).
+fn bit(index: usize) -> u64 {
+    1u64.checked_shl(index as u32).unwrap_or(0)
 }
 
 /// What a line parsed to.
@@ -53,6 +71,7 @@ impl Fields {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             entries: Vec::with_capacity(capacity),
+            vetted: 0,
         }
     }
 
@@ -84,9 +103,11 @@ impl Fields {
         self.position(key).map(|i| &self.entries[i].1)
     }
 
-    /// The value of `key`, to change it.
+    /// The value of `key`, to change it (no longer vetted).
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
-        self.position(key).map(|i| &mut self.entries[i].1)
+        let i = self.position(key)?;
+        self.vetted &= !bit(i);
+        Some(&mut self.entries[i].1)
     }
 
     /// Whether `key` is present.
@@ -97,11 +118,34 @@ impl Fields {
     /// Sets `key` to `value` (in place when present, else at the end) and
     /// returns the value it replaced.
     pub fn insert(&mut self, key: impl Into<Key> + AsRef<str>, value: Value) -> Option<Value> {
+        self.insert_at(key, value).1
+    }
+
+    /// [`Fields::insert`] of a vetted value (see [`Fields::push_vetted`]).
+    pub fn insert_vetted(
+        &mut self,
+        key: impl Into<Key> + AsRef<str>,
+        value: Value,
+    ) -> Option<Value> {
+        let (i, replaced) = self.insert_at(key, value);
+        self.vetted |= bit(i);
+        replaced
+    }
+
+    /// Inserts `value` (not vetted); returns where it went and what it replaced.
+    fn insert_at(
+        &mut self,
+        key: impl Into<Key> + AsRef<str>,
+        value: Value,
+    ) -> (usize, Option<Value>) {
         match self.position(key.as_ref()) {
-            Some(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Some(i) => {
+                self.vetted &= !bit(i);
+                (i, Some(std::mem::replace(&mut self.entries[i].1, value)))
+            }
             None => {
                 self.entries.push((key.into(), value));
-                None
+                (self.entries.len() - 1, None)
             }
         }
     }
@@ -114,6 +158,14 @@ impl Fields {
         self.entries.push((key.into(), value));
     }
 
+    /// [`Fields::push`] of a vetted value: one sidewatch wrote itself from
+    /// text that holds no secret (a timestamp it formatted, a log level, a
+    /// trace ID it checked as 32 hex digits), which redact's patterns skip.
+    pub fn push_vetted(&mut self, key: impl Into<Key>, value: Value) {
+        self.vetted |= bit(self.entries.len());
+        self.push(key, value);
+    }
+
     /// Sets `key` to `value()` unless it is present.
     pub fn insert_if_absent(&mut self, key: &str, value: impl FnOnce() -> Value) {
         if !self.contains_key(key) {
@@ -124,6 +176,8 @@ impl Fields {
     /// Removes `key` (every copy of it) and returns its last value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let mut removed = None;
+        // The entries after a removed one move down: vet none of them again.
+        self.vetted = 0;
         self.entries.retain_mut(|(k, v)| {
             if k == key {
                 removed = Some(std::mem::take(v));
@@ -140,9 +194,20 @@ impl Fields {
         self.entries.iter().map(|(k, v)| (&**k, v))
     }
 
-    /// The fields in order, values mutable.
+    /// The fields in order, values mutable (and none vetted any more).
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
+        self.vetted = 0;
         self.entries.iter_mut().map(|(k, v)| (&**k, v))
+    }
+
+    /// The fields in order, values mutable, each with whether it is vetted
+    /// (which stays as it is): for redact, which masks only secrets.
+    pub fn iter_mut_vetted(&mut self) -> impl Iterator<Item = (&str, &mut Value, bool)> {
+        let vetted = self.vetted;
+        self.entries
+            .iter_mut()
+            .enumerate()
+            .map(move |(i, (k, v))| (&**k, v, vetted & bit(i) != 0))
     }
 
     /// The keys in order.
@@ -165,6 +230,7 @@ impl From<Map<String, Value>> for Fields {
     fn from(map: Map<String, Value>) -> Self {
         Self {
             entries: map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect(),
+            vetted: 0,
         }
     }
 }
@@ -173,6 +239,7 @@ impl FromIterator<(String, Value)> for Fields {
     fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
         Self {
             entries: iter.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect(),
+            vetted: 0,
         }
     }
 }
@@ -203,7 +270,7 @@ impl<'de> Visitor<'de> for TopLevel {
         while let Some(key) = access.next_key::<String>()? {
             entries.push((Cow::Owned(key), access.next_value::<Value>()?));
         }
-        Ok(Parsed::Object(Fields { entries }))
+        Ok(Parsed::Object(Fields { entries, vetted: 0 }))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Parsed, A::Error> {
@@ -328,5 +395,60 @@ mod tests {
         assert_eq!(fields.len(), 4);
         *fields.get_mut("d").unwrap() = json!(5);
         assert_eq!(fields.get("d"), Some(&json!(5)));
+    }
+
+    /// The vetted flags of `fields`, in order.
+    fn vetted(fields: &mut Fields) -> Vec<bool> {
+        fields.iter_mut_vetted().map(|(_, _, v)| v).collect()
+    }
+
+    #[test]
+    fn vetted_entries_stay_vetted_until_changed() {
+        let mut fields = Fields::new();
+        fields.push_vetted("level", json!("info"));
+        fields.push("path", json!("/a"));
+        fields.insert_vetted("pod", json!("web-1"));
+        assert_eq!(vetted(&mut fields), [true, false, true]);
+        assert_eq!(
+            vetted(&mut fields),
+            [true, false, true],
+            "reading keeps them"
+        );
+
+        fields.insert("pod", json!("other"));
+        *fields.get_mut("level").unwrap() = json!("secret");
+        assert_eq!(vetted(&mut fields), [false, false, false]);
+
+        fields.insert_vetted("path", json!("/b"));
+        assert_eq!(vetted(&mut fields), [false, true, false]);
+        fields.iter_mut().for_each(drop);
+        assert_eq!(
+            vetted(&mut fields),
+            [false, false, false],
+            "iter_mut may change any"
+        );
+
+        fields.insert_vetted("path", json!("/c"));
+        fields.remove("level");
+        assert_eq!(
+            vetted(&mut fields),
+            [false, false],
+            "remove moves the rest down"
+        );
+        assert_eq!(
+            fields,
+            object(r#"{"path":"/c","pod":"other"}"#),
+            "equality ignores vetting"
+        );
+    }
+
+    #[test]
+    fn entries_past_the_64th_are_never_vetted() {
+        let mut fields = Fields::new();
+        for i in 0..70 {
+            fields.push_vetted(format!("k{i}"), json!("v"));
+        }
+        let flags = vetted(&mut fields);
+        assert!(flags[..64].iter().all(|&v| v) && flags[64..].iter().all(|&v| !v));
     }
 }

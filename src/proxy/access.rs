@@ -67,12 +67,19 @@ impl AccessRecord<'_> {
         // 24 bytes, allocated once (`to_string` grows the string as it writes).
         let mut ended = String::with_capacity(24);
         let _ = write!(ended, "{}", humantime::format_rfc3339_millis(self.ended_at));
-        // The names are distinct: appended without a search.
-        fields.push("timestamp", ended.into());
-        fields.push("level", "info".into());
-        fields.push("message", "proxy access".into());
-        fields.push("kind", "access".into());
-        fields.push("method", self.method.as_str().into());
+        // The names are distinct: appended without a search. What sidewatch
+        // wrote itself is vetted (redact's patterns skip it); what the client
+        // sent (path, request ID, an unknown method) is searched as usual.
+        fields.push_vetted("timestamp", ended.into());
+        fields.push_vetted("level", "info".into());
+        fields.push_vetted("message", "proxy access".into());
+        fields.push_vetted("kind", "access".into());
+        let method = self.method.as_str();
+        if crate::proxy::metrics::method_label(self.method) == method {
+            fields.push_vetted("method", method.into());
+        } else {
+            fields.push("method", method.into());
+        }
         fields.push("route", self.route.into());
         fields.push("path", self.path.into());
         fields.push("status", self.status.into());
@@ -80,7 +87,9 @@ impl AccessRecord<'_> {
         fields.push("request_bytes", self.request_bytes.into());
         fields.push("response_bytes", self.response_bytes.into());
         fields.push("correlation_id", self.correlation_id.into());
-        fields.push("trace_id", self.trace_id.into());
+        // Checked as 32 hex digits (or made here): an ID, never a secret,
+        // though 13 of its digits in a row could pass for a card number.
+        fields.push_vetted("trace_id", self.trace_id.into());
         if self.aborted {
             fields.push("aborted", true.into());
         }
@@ -272,6 +281,48 @@ mod tests {
             .iter()
             .map(|e| e.fields["path"].as_str().unwrap().to_owned())
             .collect()
+    }
+
+    #[test]
+    fn only_what_sidewatch_wrote_itself_is_vetted() {
+        let vetted = |method: &http::Method| -> Vec<String> {
+            let mut fields = AccessRecord {
+                ended_at: SystemTime::now(),
+                method,
+                route: "/r",
+                path: "/p",
+                status: 200,
+                duration_seconds: 0.001,
+                request_bytes: 0,
+                response_bytes: 2,
+                correlation_id: "id",
+                trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+                aborted: false,
+            }
+            .to_fields();
+            fields
+                .iter_mut_vetted()
+                .filter(|(_, _, vetted)| *vetted)
+                .map(|(k, _, _)| k.to_owned())
+                .collect()
+        };
+        let own = [
+            "timestamp",
+            "level",
+            "message",
+            "kind",
+            "method",
+            "trace_id",
+        ];
+        assert_eq!(vetted(&http::Method::GET), own);
+        let odd = http::Method::from_bytes(b"AKIAIOSFODNN7EXAMPLE").unwrap();
+        assert_eq!(
+            vetted(&odd),
+            own.map(String::from)
+                .into_iter()
+                .filter(|k| k != "method")
+                .collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]

@@ -141,9 +141,13 @@ pub struct RedactConfig {
     pub keys: Vec<String>,
     /// Built-in patterns applied to every string value: `bearer`,
     /// `url_credentials`, `aws_access_key`, `card_number` (Luhn-checked).
+    /// Values sidewatch writes itself are not searched: an access event's
+    /// timestamp, level, message, kind, standard method and trace ID, and
+    /// the enrich stage's fields, checked once when the pipeline is built.
     pub builtin: Vec<String>,
     /// Extra patterns: `{ name = "...", regex = "..." }`; a capture group
     /// named `secret`, when present, is masked instead of the whole match.
+    /// They search the same values as `builtin`.
     pub patterns: Vec<RedactPattern>,
     /// What masked values are replaced with.
     pub mask: String,

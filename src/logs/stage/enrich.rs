@@ -15,8 +15,8 @@ use crate::logs::fields::Key;
 #[derive(Debug)]
 pub struct Enrich {
     /// The identity names are borrowed, so adding them to an event copies
-    /// only the value.
-    fields: Vec<(Key, Value)>,
+    /// only the value; each is vetted or not (see [`Enrich::vet`]).
+    fields: Vec<(Key, Value, bool)>,
     overwrite: bool,
 }
 
@@ -43,13 +43,17 @@ impl Enrich {
             ];
             for (name, value) in identity {
                 if let Some(value) = value {
-                    fields.push((Cow::Borrowed(name), Value::String(value)));
+                    fields.push((Cow::Borrowed(name), Value::String(value), false));
                 }
             }
         }
         for (name, value) in &config.fields {
-            fields.retain(|(n, _)| n != name);
-            fields.push((Cow::Owned(name.clone()), Value::String(value.clone())));
+            fields.retain(|(n, _, _)| n != name);
+            fields.push((
+                Cow::Owned(name.clone()),
+                Value::String(value.clone()),
+                false,
+            ));
         }
         Self {
             fields,
@@ -62,11 +66,23 @@ impl Enrich {
         self.fields.is_empty()
     }
 
+    /// Marks the fields that `clean` passes as vetted: redact checked them
+    /// once (they are the same on every event) and skips them after.
+    pub fn vet(&mut self, clean: impl Fn(&str, &str) -> bool) {
+        for (name, value, vetted) in &mut self.fields {
+            *vetted = value.as_str().is_some_and(|v| clean(name, v));
+        }
+    }
+
     /// Adds the fields.
     pub fn apply(&self, event: &mut Event) {
-        for (name, value) in &self.fields {
+        for (name, value, vetted) in &self.fields {
             if self.overwrite || !event.fields.contains_key(name) {
-                event.fields.insert(name.clone(), value.clone());
+                if *vetted {
+                    event.fields.insert_vetted(name.clone(), value.clone());
+                } else {
+                    event.fields.insert(name.clone(), value.clone());
+                }
             }
         }
     }

@@ -49,12 +49,15 @@ impl Stages {
             .correlate
             .enabled
             .then(|| correlate::Correlate::new(&config.correlate, metrics.uncorrelated()));
-        let enrich = enrich::Enrich::new(&config.enrich, pod, lookup);
+        let mut enrich = enrich::Enrich::new(&config.enrich, pod, lookup);
         let redact = if config.redact.enabled {
             Some(redact::Redact::new(&config.redact, metrics)?)
         } else {
             None
         };
+        if let Some(redact) = &redact {
+            enrich.vet(|key, value| redact.leaves_alone(key, value));
+        }
         let filter =
             (!config.filter.rules.is_empty()).then(|| filter::Filter::new(&config.filter, metrics));
         Ok(Self {
@@ -145,5 +148,36 @@ pub(crate) mod tests {
             _ => panic!("object expected"),
         };
         e
+    }
+
+    #[test]
+    fn enrich_values_are_vetted_once_unless_redact_would_mask_them() {
+        use prometheus_client::registry::Registry;
+
+        let mut config = crate::config::logs::StagesConfig::default();
+        let secret = "Bearer eyJhbGciOiJIUzI1NiJ9";
+        config.enrich.fields.insert("note".into(), secret.into());
+        let pod = crate::config::PodInfo {
+            name: Some("web-1".into()),
+            ..crate::config::PodInfo::default()
+        };
+        let metrics = crate::logs::metrics::Metrics::register(&mut Registry::default());
+        let mut stages = super::Stages::build(&config, &pod, |_| None, &metrics).unwrap();
+        let mut out = stages.process(vec![object(serde_json::json!({"message": "m"}))]);
+        let fields = &mut out[0].fields;
+        assert_eq!(fields["pod"], "web-1");
+        assert_eq!(fields["note"], "Bearer [REDACTED]", "masked on every event");
+        let vetted: Vec<_> = fields
+            .iter_mut_vetted()
+            .map(|(k, _, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(
+            vetted,
+            [
+                ("message".into(), false),
+                ("pod".into(), true),
+                ("note".into(), false)
+            ]
+        );
     }
 }

@@ -45,6 +45,23 @@ struct Rule {
     count: Counter,
 }
 
+impl Rule {
+    /// Whether the regex matches `text`, its cheap tests first.
+    #[inline]
+    fn may_match(&self, text: &str) -> bool {
+        text.len() >= self.min_len && self.gate.passes(text) && self.regex.is_match(text)
+    }
+
+    /// Whether [`Redact::text`] would mask something of `text` for this rule.
+    fn finds_secret(&self, text: &str) -> bool {
+        self.may_match(text)
+            && self.regex.captures_iter(text).any(|caps| {
+                let target = caps.name("secret").or_else(|| caps.get(0));
+                !self.luhn || target.is_some_and(|t| luhn(t.as_str()))
+            })
+    }
+}
+
 /// A test far cheaper than the regex that every match must pass; most
 /// strings in logs fail all of them and never reach a regex.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,22 +174,32 @@ impl Redact {
         })
     }
 
-    /// Masks the event's secrets.
+    /// Masks the event's secrets. Vetted fields (see
+    /// [`Fields::push_vetted`](crate::logs::Fields::push_vetted)) skip the
+    /// patterns; secret keys mask them too.
     pub fn apply(&self, event: &mut Event) {
-        self.entries(event.fields.iter_mut());
+        self.entries(event.fields.iter_mut_vetted());
     }
 
-    fn entries<'a>(&self, entries: impl Iterator<Item = (&'a str, &'a mut Value)>) {
-        for (key, value) in entries {
+    fn entries<'a>(&self, entries: impl Iterator<Item = (&'a str, &'a mut Value, bool)>) {
+        for (key, value, vetted) in entries {
             if self.keys.iter().any(|k| k.eq_ignore_ascii_case(key)) {
                 if !matches!(value, Value::Null) && value.as_str() != Some(&self.mask) {
                     *value = Value::String(self.mask.clone());
                     self.key_count.inc();
                 }
-            } else {
+            } else if !vetted {
                 self.value(value);
             }
         }
+    }
+
+    /// Whether `key: value` would come out of this stage unchanged (nothing
+    /// counted): a constant field that passes is vetted once instead of
+    /// searched on every event.
+    pub fn leaves_alone(&self, key: &str, value: &str) -> bool {
+        !self.keys.iter().any(|k| k.eq_ignore_ascii_case(key))
+            && !self.rules.iter().any(|rule| rule.finds_secret(value))
     }
 
     fn value(&self, value: &mut Value) {
@@ -183,7 +210,9 @@ impl Redact {
                 }
             }
             Value::Array(items) => items.iter_mut().for_each(|v| self.value(v)),
-            Value::Object(map) => self.entries(map.iter_mut().map(|(k, v)| (k.as_str(), v))),
+            Value::Object(map) => {
+                self.entries(map.iter_mut().map(|(k, v)| (k.as_str(), v, false)));
+            }
             _ => {}
         }
     }
@@ -193,10 +222,7 @@ impl Redact {
         let mut current: Option<String> = None;
         for rule in &self.rules {
             let haystack = current.as_deref().unwrap_or(text);
-            if haystack.len() < rule.min_len
-                || !rule.gate.passes(haystack)
-                || !rule.regex.is_match(haystack)
-            {
+            if !rule.may_match(haystack) {
                 continue;
             }
             let mut out = String::with_capacity(haystack.len());
@@ -306,6 +332,40 @@ mod tests {
         assert_eq!(e.fields["items"][0]["api_key"], "[REDACTED]");
         assert_eq!(e.fields["token"], Value::Null);
         assert_eq!(redact.key_count.get(), 4);
+    }
+
+    #[test]
+    fn vetted_values_skip_the_patterns_but_not_the_secret_keys() {
+        let config = RedactConfig {
+            keys: vec!["token".into()],
+            ..RedactConfig::default()
+        };
+        let redact = stage(&config);
+        let bearer = "Bearer eyJhbGciOiJIUzI1NiJ9";
+        let mut e = object(json!({"note": bearer}));
+        e.fields.push_vetted("vetted", json!(bearer));
+        e.fields.push_vetted("token", json!("abc"));
+        redact.apply(&mut e);
+        assert_eq!(e.fields["note"], "Bearer [REDACTED]");
+        assert_eq!(e.fields["vetted"], bearer);
+        assert_eq!(e.fields["token"], "[REDACTED]");
+    }
+
+    #[test]
+    fn leaves_alone_tells_what_apply_would_change() {
+        let redact = stage(&RedactConfig::default());
+        assert!(redact.leaves_alone("pod", "web-7d9f-x2"));
+        assert!(!redact.leaves_alone("password", "web-7d9f-x2"));
+        assert!(!redact.leaves_alone("note", "Bearer eyJhbGciOiJIUzI1NiJ9"));
+        // A 16-digit run that fails the Luhn check is not masked, so it passes.
+        assert!(redact.leaves_alone("note", "4111 1111 1111 1112"));
+        assert!(!redact.leaves_alone("note", "4111 1111 1111 1111"));
+        let counted: u64 = redact.rules.iter().map(|r| r.count.get()).sum();
+        assert_eq!(
+            counted + redact.key_count.get(),
+            0,
+            "a check counts nothing"
+        );
     }
 
     #[test]
