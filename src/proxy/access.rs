@@ -214,11 +214,15 @@ impl AccessSource {
                 return None;
             };
             let end = queued.len().min(next + BATCH);
-            slot.send(
+            // A batch's events are allocated, then freed by the sinks, at the
+            // proxy's request rate: from a heap of their own, as the loops'
+            // blocks are, rather than glibc's one arena the rest shares.
+            let batch = crate::heap::with_own_heap(|| {
                 (next..end)
                     .filter_map(|i| self.event(&queued.get(i)))
-                    .collect(),
-            );
+                    .collect()
+            });
+            slot.send(batch);
             next = end;
         }
         queued.clear(BATCH);
