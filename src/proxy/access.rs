@@ -49,6 +49,8 @@ pub struct AccessRecord<'a> {
     pub response_bytes: u64,
     /// The `x-request-id`.
     pub correlation_id: &'a str,
+    /// Whether sidewatch made the `x-request-id` (the client sent none).
+    pub correlation_id_made: bool,
     /// The trace ID of the forwarded `traceparent`.
     pub trace_id: &'a str,
     /// Whether the client went away before the response ended.
@@ -69,7 +71,7 @@ impl AccessRecord<'_> {
         let _ = write!(ended, "{}", humantime::format_rfc3339_millis(self.ended_at));
         // The names are distinct: appended without a search. What sidewatch
         // wrote itself is vetted (redact's patterns skip it); what the client
-        // sent (path, request ID, an unknown method) is searched as usual.
+        // sent (path, its request ID, an unknown method) is searched as usual.
         fields.push_vetted("timestamp", ended.into());
         fields.push_vetted("level", "info".into());
         fields.push_vetted("message", "proxy access".into());
@@ -86,7 +88,11 @@ impl AccessRecord<'_> {
         fields.push("duration_seconds", self.duration_seconds.into());
         fields.push("request_bytes", self.request_bytes.into());
         fields.push("response_bytes", self.response_bytes.into());
-        fields.push("correlation_id", self.correlation_id.into());
+        if self.correlation_id_made {
+            fields.push_vetted("correlation_id", self.correlation_id.into());
+        } else {
+            fields.push("correlation_id", self.correlation_id.into());
+        }
         // Checked as 32 hex digits (or made here): an ID, never a secret,
         // though 13 of its digits in a row could pass for a card number.
         fields.push_vetted("trace_id", self.trace_id.into());
@@ -251,6 +257,7 @@ mod tests {
             request_bytes: 0,
             response_bytes: 2,
             correlation_id: "id",
+            correlation_id_made: false,
             trace_id: "t",
             aborted: false,
         });
@@ -289,7 +296,7 @@ mod tests {
 
     #[test]
     fn only_what_sidewatch_wrote_itself_is_vetted() {
-        let vetted = |method: &http::Method| -> Vec<String> {
+        let vetted = |method: &http::Method, made: bool| -> Vec<String> {
             let mut fields = AccessRecord {
                 ended_at: SystemTime::now(),
                 method,
@@ -299,7 +306,8 @@ mod tests {
                 duration_seconds: 0.001,
                 request_bytes: 0,
                 response_bytes: 2,
-                correlation_id: "id",
+                correlation_id: "0193a4b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b",
+                correlation_id_made: made,
                 trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
                 aborted: false,
             }
@@ -318,14 +326,16 @@ mod tests {
             "method",
             "trace_id",
         ];
-        assert_eq!(vetted(&http::Method::GET), own);
+        assert_eq!(vetted(&http::Method::GET, false), own);
         let odd = http::Method::from_bytes(b"AKIAIOSFODNN7EXAMPLE").unwrap();
+        let without_method: Vec<_> = own.into_iter().filter(|k| *k != "method").collect();
+        assert_eq!(vetted(&odd, false), without_method);
+        let mut with_id = own.to_vec();
+        with_id.insert(5, "correlation_id");
         assert_eq!(
-            vetted(&odd),
-            own.map(String::from)
-                .into_iter()
-                .filter(|k| k != "method")
-                .collect::<Vec<_>>()
+            vetted(&http::Method::GET, true),
+            with_id,
+            "a request ID sidewatch made"
         );
     }
 

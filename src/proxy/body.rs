@@ -194,6 +194,7 @@ impl Drop for Exchange {
                 request_bytes,
                 response_bytes: self.response_bytes,
                 correlation_id: &self.identity.request_id,
+                correlation_id_made: self.identity.request_id_made,
                 trace_id: &self.identity.trace_id,
                 aborted,
             });

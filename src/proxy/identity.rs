@@ -30,6 +30,9 @@ pub const MAX_REQUEST_ID_BYTES: usize = 200;
 pub struct Identity {
     /// The `x-request-id` forwarded to the app (the correlation ID).
     pub request_id: String,
+    /// Whether sidewatch made `request_id` (a UUID v7) because the client
+    /// sent none it could keep.
+    pub request_id_made: bool,
     /// The 32-hex-digit trace ID of the forwarded `traceparent`.
     pub trace_id: String,
     /// The server span, when the request is sampled for export.
@@ -91,14 +94,17 @@ fn parse_parent(value: &str) -> Option<([u8; 8], u8)> {
 }
 
 fn ensure_ids(headers: &mut HeaderMap) -> Identity {
-    let request_id = match headers.get(REQUEST_ID_HEADER).map(HeaderValue::to_str) {
-        Some(Ok(id)) if !id.trim().is_empty() && id.len() <= MAX_REQUEST_ID_BYTES => id.to_owned(),
-        _ => {
-            let id = uuid_v7();
-            headers.insert(REQUEST_ID_HEADER, header(&id));
-            id
-        }
-    };
+    let (request_id, request_id_made) =
+        match headers.get(REQUEST_ID_HEADER).map(HeaderValue::to_str) {
+            Some(Ok(id)) if !id.trim().is_empty() && id.len() <= MAX_REQUEST_ID_BYTES => {
+                (id.to_owned(), false)
+            }
+            _ => {
+                let id = uuid_v7();
+                headers.insert(REQUEST_ID_HEADER, header(&id));
+                (id, true)
+            }
+        };
     let trace_id = match headers
         .get(TRACEPARENT_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -123,6 +129,7 @@ fn ensure_ids(headers: &mut HeaderMap) -> Identity {
     };
     Identity {
         request_id,
+        request_id_made,
         trace_id,
         span: None,
     }
@@ -270,9 +277,14 @@ mod tests {
         let mut headers = HeaderMap::new();
         let id = ensure(&mut headers);
         assert_eq!(headers[REQUEST_ID], id.request_id.as_str());
+        assert!(id.request_id_made);
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_ID, HeaderValue::from_static("abc-1"));
-        assert_eq!(ensure(&mut headers).request_id, "abc-1");
+        let id = ensure(&mut headers);
+        assert_eq!(
+            (id.request_id.as_str(), id.request_id_made),
+            ("abc-1", false)
+        );
         assert_eq!(headers[REQUEST_ID], "abc-1");
     }
 

@@ -117,6 +117,9 @@ impl Gate {
 #[derive(Debug)]
 pub struct Redact {
     keys: Vec<String>,
+    /// Bit `n` set: some key is `n` bytes long (bit 63: 63 or more); a
+    /// field name of another length is no secret key, without a comparison.
+    key_lengths: u64,
     key_count: Counter,
     rules: Vec<Rule>,
     mask: String,
@@ -168,6 +171,7 @@ impl Redact {
         }
         Ok(Self {
             keys: config.keys.iter().map(|k| k.to_ascii_lowercase()).collect(),
+            key_lengths: config.keys.iter().fold(0, |bits, k| bits | length_bit(k)),
             key_count: metrics.redactions("key"),
             rules,
             mask: config.mask.clone(),
@@ -183,7 +187,7 @@ impl Redact {
 
     fn entries<'a>(&self, entries: impl Iterator<Item = (&'a str, &'a mut Value, bool)>) {
         for (key, value, vetted) in entries {
-            if self.keys.iter().any(|k| k.eq_ignore_ascii_case(key)) {
+            if self.is_secret_key(key) {
                 if !matches!(value, Value::Null) && value.as_str() != Some(&self.mask) {
                     *value = Value::String(self.mask.clone());
                     self.key_count.inc();
@@ -194,12 +198,17 @@ impl Redact {
         }
     }
 
+    /// Whether `key` is one of the secret keys (any case).
+    fn is_secret_key(&self, key: &str) -> bool {
+        self.key_lengths & length_bit(key) != 0
+            && self.keys.iter().any(|k| k.eq_ignore_ascii_case(key))
+    }
+
     /// Whether `key: value` would come out of this stage unchanged (nothing
     /// counted): a constant field that passes is vetted once instead of
     /// searched on every event.
     pub fn leaves_alone(&self, key: &str, value: &str) -> bool {
-        !self.keys.iter().any(|k| k.eq_ignore_ascii_case(key))
-            && !self.rules.iter().any(|rule| rule.finds_secret(value))
+        !self.is_secret_key(key) && !self.rules.iter().any(|rule| rule.finds_secret(value))
     }
 
     fn value(&self, value: &mut Value) {
@@ -247,6 +256,11 @@ impl Redact {
         }
         current
     }
+}
+
+/// The bit of `key`'s length in [`Redact::key_lengths`].
+fn length_bit(key: &str) -> u64 {
+    1 << key.len().min(63)
 }
 
 /// Whether `bytes` holds `n` digits in a row, allowing one space or dash
@@ -332,6 +346,22 @@ mod tests {
         assert_eq!(e.fields["items"][0]["api_key"], "[REDACTED]");
         assert_eq!(e.fields["token"], Value::Null);
         assert_eq!(redact.key_count.get(), 4);
+    }
+
+    #[test]
+    fn keys_of_any_length_are_found() {
+        let long = "x".repeat(70);
+        let config = RedactConfig {
+            keys: vec!["Pin".into(), long.to_uppercase()],
+            ..RedactConfig::default()
+        };
+        let redact = stage(&config);
+        assert!(redact.is_secret_key("pin") && redact.is_secret_key(&long));
+        assert!(!redact.is_secret_key("pins") && !redact.is_secret_key(&"x".repeat(64)));
+        assert!(
+            !redact.is_secret_key("password"),
+            "only the configured keys"
+        );
     }
 
     #[test]

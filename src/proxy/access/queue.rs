@@ -37,6 +37,7 @@ struct Fixed {
     duration_seconds: f64,
     request_bytes: u64,
     response_bytes: u64,
+    correlation_id_made: bool,
     aborted: bool,
     start: usize,
     lengths: [usize; 4],
@@ -71,6 +72,7 @@ impl Pending {
             duration_seconds: record.duration_seconds,
             request_bytes: record.request_bytes,
             response_bytes: record.response_bytes,
+            correlation_id_made: record.correlation_id_made,
             aborted: record.aborted,
             start,
             lengths: strings.map(str::len),
@@ -96,6 +98,7 @@ impl Pending {
             request_bytes: fixed.request_bytes,
             response_bytes: fixed.response_bytes,
             correlation_id,
+            correlation_id_made: fixed.correlation_id_made,
             trace_id,
             aborted: fixed.aborted,
         }
@@ -206,6 +209,7 @@ mod tests {
             request_bytes: 1,
             response_bytes: 2,
             correlation_id: id,
+            correlation_id_made: false,
             trace_id: "",
             aborted: false,
         }
