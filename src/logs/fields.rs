@@ -166,11 +166,23 @@ impl Fields {
         self.push(key, value);
     }
 
-    /// Sets `key` to `value()` unless it is present.
-    pub fn insert_if_absent(&mut self, key: &str, value: impl FnOnce() -> Value) {
-        if !self.contains_key(key) {
-            self.entries.push((Cow::Owned(key.to_owned()), value()));
+    /// Appends `key` unless it is present (one search, the key taken as it
+    /// is: a borrowed name stays unallocated), vetted or not; whether it did.
+    pub fn insert_absent(
+        &mut self,
+        key: &Key,
+        value: impl FnOnce() -> Value,
+        vetted: bool,
+    ) -> bool {
+        if self.contains_key(key) {
+            return false;
         }
+        if vetted {
+            self.push_vetted(key.clone(), value());
+        } else {
+            self.push(key.clone(), value());
+        }
+        true
     }
 
     /// Removes `key` (every copy of it) and returns its last value.
@@ -241,6 +253,49 @@ impl FromIterator<(String, Value)> for Fields {
             entries: iter.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect(),
             vetted: 0,
         }
+    }
+}
+
+impl Fields {
+    /// Appends the fields as one JSON object to `out`: the same text as
+    /// serializing them with serde_json, but a key or string value that
+    /// needs no escape (nearly all of them) is copied in one piece, where
+    /// serde_json looks each byte up in its escape table.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, (key, value)) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_json_str(key, out);
+            out.push(b':');
+            match value {
+                Value::String(text) => write_json_str(text, out),
+                // Writing to memory cannot fail.
+                other => {
+                    let _ = serde_json::to_writer(&mut *out, other);
+                }
+            }
+        }
+        out.push(b'}');
+    }
+}
+
+/// Appends `text` as a JSON string: in one piece when no byte of it needs
+/// an escape (a quote, a backslash, a control character), else as serde_json
+/// writes it.
+fn write_json_str(text: &str, out: &mut Vec<u8>) {
+    // A branch-free test over every byte, which the compiler vectorises.
+    let plain = text.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, text);
     }
 }
 
@@ -384,8 +439,8 @@ mod tests {
         let mut fields = Fields::from(json!({"a": 1, "b": 2}).as_object().unwrap().clone());
         assert_eq!(fields.insert("a", json!("x")), Some(json!(1)));
         assert_eq!(fields.insert(String::from("c"), json!(3)), None);
-        fields.insert_if_absent("b", || json!("ignored"));
-        fields.insert_if_absent("d", || json!(4));
+        assert!(!fields.insert_absent(&Key::Borrowed("b"), || json!("ignored"), false));
+        assert!(fields.insert_absent(&Key::Borrowed("d"), || json!(4), false));
         assert_eq!(
             serde_json::to_string(&fields).unwrap(),
             r#"{"a":"x","b":2,"c":3,"d":4}"#
@@ -450,5 +505,30 @@ mod tests {
         }
         let flags = vetted(&mut fields);
         assert!(flags[..64].iter().all(|&v| v) && flags[64..].iter().all(|&v| !v));
+    }
+
+    #[test]
+    fn write_json_writes_what_serde_json_does() {
+        let texts = [
+            "",
+            "plain /path?x=1 ünïcödé ✓",
+            "quote \" and backslash \\",
+            "tab\tnew\nline\r\u{1}\u{1f}\u{7f}",
+            "\u{2028}\u{2029} <script>",
+        ];
+        let mut fields = Fields::new();
+        for (i, text) in texts.iter().enumerate() {
+            fields.push(format!("k{i}"), json!(text));
+            fields.push(text.to_string(), json!(i));
+        }
+        fields.push("nested", json!({"a": [1, 2.5, null, true, "x\"y"]}));
+        fields.push("n", json!(-0.000_181));
+        let mut out = b"before ".to_vec();
+        fields.write_json(&mut out);
+        let expected = format!("before {}", serde_json::to_string(&fields).unwrap());
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+        let mut empty = Vec::new();
+        Fields::new().write_json(&mut empty);
+        assert_eq!(empty, b"{}");
     }
 }

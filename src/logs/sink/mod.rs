@@ -174,8 +174,7 @@ pub async fn drive<S: Sink>(
 
 /// Appends `event` as one JSON line to `out`.
 pub fn encode_json_line(event: &Event, out: &mut Vec<u8>) {
-    // Serializing a map of `Value`s to memory cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &event.fields);
+    event.fields.write_json(out);
     out.push(b'\n');
 }
 

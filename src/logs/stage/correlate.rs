@@ -8,13 +8,14 @@ use serde_json::Value;
 
 use crate::config::logs::CorrelateConfig;
 use crate::logs::event::Event;
-use crate::logs::fields::Fields;
+use crate::logs::fields::{Fields, Key};
 
 /// The correlate stage.
 #[derive(Debug)]
 pub struct Correlate {
     fields: Vec<(String, Vec<String>)>,
-    target: String,
+    /// Borrowed when it is the default name, so writing it allocates nothing.
+    target: Key,
     uncorrelated: Counter,
 }
 
@@ -59,7 +60,10 @@ impl Correlate {
                 .iter()
                 .map(|f| (f.clone(), f.split('.').map(str::to_owned).collect()))
                 .collect(),
-            target: config.target.clone(),
+            target: match config.target.as_str() {
+                "correlation_id" => Key::Borrowed("correlation_id"),
+                other => Key::Owned(other.to_owned()),
+            },
             uncorrelated,
         }
     }
@@ -75,34 +79,49 @@ impl Correlate {
             None => (None, None),
         };
         if let Some(trace_id) = &trace_id {
-            fields.insert_if_absent("trace_id", || Value::String(trace_id.clone()));
+            fields.insert_absent(
+                &Key::Borrowed("trace_id"),
+                || Value::String(trace_id.clone()),
+                false,
+            );
         }
         if let Some(span_id) = span_id {
-            fields.insert_if_absent("span_id", || Value::String(span_id));
+            fields.insert_absent(&Key::Borrowed("span_id"), || Value::String(span_id), false);
         }
-        let mut found = None;
-        for (name, path) in &self.fields {
-            let value = lookup(fields, name, path);
-            let id = match value {
-                Some(Value::String(s)) if name == "traceparent" => trace_id
-                    .clone()
-                    .or_else(|| (!s.trim().is_empty()).then(|| s.clone())),
-                Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-                Some(Value::Number(n)) => Some(n.to_string()),
+        // The ID is found borrowed and copied only when the target is
+        // missing (an access event, say, has it already).
+        let found = self
+            .fields
+            .iter()
+            .find_map(|(name, path)| match lookup(fields, name, path)? {
+                Value::String(s) if name == "traceparent" => match &trace_id {
+                    Some(trace_id) => Some(Found::Text(trace_id)),
+                    None => (!s.trim().is_empty()).then_some(Found::Text(s)),
+                },
+                Value::String(s) if !s.trim().is_empty() => Some(Found::Text(s)),
+                Value::Number(n) => Some(Found::Number(n)),
                 _ => None,
-            };
-            if id.is_some() {
-                found = id;
-                break;
-            }
-        }
+            });
         match found {
-            Some(id) => fields.insert_if_absent(&self.target, || Value::String(id)),
+            Some(found) if !fields.contains_key(&self.target) => {
+                let id = match found {
+                    Found::Text(text) => text.to_owned(),
+                    Found::Number(n) => n.to_string(),
+                };
+                fields.push(self.target.clone(), Value::String(id));
+            }
+            Some(_) => {}
             None => {
                 self.uncorrelated.inc();
             }
         }
     }
+}
+
+/// A correlation ID as found, borrowed from the event.
+enum Found<'a> {
+    Text(&'a str),
+    Number(&'a serde_json::Number),
 }
 
 fn lookup<'a>(fields: &'a Fields, name: &str, path: &[String]) -> Option<&'a Value> {

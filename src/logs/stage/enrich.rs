@@ -77,12 +77,12 @@ impl Enrich {
     /// Adds the fields.
     pub fn apply(&self, event: &mut Event) {
         for (name, value, vetted) in &self.fields {
-            if self.overwrite || !event.fields.contains_key(name) {
-                if *vetted {
-                    event.fields.insert_vetted(name.clone(), value.clone());
-                } else {
-                    event.fields.insert(name.clone(), value.clone());
-                }
+            if !self.overwrite {
+                event.fields.insert_absent(name, || value.clone(), *vetted);
+            } else if *vetted {
+                event.fields.insert_vetted(name.clone(), value.clone());
+            } else {
+                event.fields.insert(name.clone(), value.clone());
             }
         }
     }

@@ -74,7 +74,7 @@ pub(super) fn encode(event: &Event, out: &mut Vec<u8>) {
         .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64);
     out.extend_from_slice(&read_at.to_le_bytes());
     out.extend_from_slice(&(event.meta.raw_len.min(u32::MAX as usize) as u32).to_le_bytes());
-    let _ = serde_json::to_writer(&mut *out, &event.fields);
+    event.fields.write_json(out);
     let payload = &out[start + 8..];
     let len = (payload.len() as u32).to_le_bytes();
     let crc = crc32fast::hash(payload).to_le_bytes();
