@@ -19,23 +19,6 @@ pub fn use_own_heap() {
     OWN_HEAP.with(|own| own.set(true));
 }
 
-/// Runs `work` with the calling thread marked as by [`use_own_heap`], then
-/// restores its mark: for a burst of short-lived blocks built on a shared
-/// thread (the access log's events, built a batch at a time on the
-/// runtime's workers and freed by the sinks).
-pub fn with_own_heap<T>(work: impl FnOnce() -> T) -> T {
-    let before = OWN_HEAP.with(|own| own.replace(true));
-    // Restored even if `work` panics.
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let _ = OWN_HEAP.try_with(|own| own.set(self.0));
-        }
-    }
-    let _restore = Restore(before);
-    work()
-}
-
 /// Whether the calling thread was marked by [`use_own_heap`]; `false` while
 /// the thread's locals are being torn down.
 pub fn uses_own_heap() -> bool {
@@ -56,14 +39,5 @@ mod tests {
         .join()
         .unwrap();
         assert!(!uses_own_heap(), "another thread's mark leaked here");
-    }
-
-    #[test]
-    fn a_scoped_mark_is_restored() {
-        assert!(with_own_heap(uses_own_heap));
-        assert!(!uses_own_heap());
-        let caught = std::panic::catch_unwind(|| with_own_heap(|| panic!("in work")));
-        assert!(caught.is_err());
-        assert!(!uses_own_heap(), "restored after a panic");
     }
 }

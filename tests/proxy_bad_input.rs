@@ -208,8 +208,13 @@ async fn ten_thousand_aborted_requests_leave_no_fds_or_memory_behind() {
     };
     // A first burst of 10k reaches steady state (pools warm, every family at
     // its series cap, the allocator at its working set); after a second
-    // burst of 10k, FDs and RSS must be back at that baseline (RSS within
-    // 4 MiB).
+    // burst of 10k, FDs must be back at that baseline and RSS within 8 MiB
+    // of it. The same build has measured 5 MiB apart in either direction
+    // (42.9 → 37.6 MiB in one run, 37.9 → 43.0 in the next, on a 2-core
+    // AMD EPYC VM, 2026-12-04): what the allocators keep after a burst
+    // varies from run to run. A leak of a buffer or a connection's state
+    // per aborted request (a kilobyte or more: 10 MiB and up over 10k) still
+    // fails it.
     for k in 0..10 {
         burst(k * 1000).await;
     }
@@ -222,7 +227,7 @@ async fn ten_thousand_aborted_requests_leave_no_fds_or_memory_behind() {
     let (fds_after, rss_after) = (sidewatch.fds(), sidewatch.status("VmRSS:"));
     eprintln!("sidewatch: fds {fds} -> {fds_after}, RSS {rss} -> {rss_after} kB");
     assert!(fds_after <= fds + 2, "open fds {fds} -> {fds_after}");
-    assert!(rss_after <= rss + 4 * 1024, "RSS {rss} -> {rss_after} kB");
+    assert!(rss_after <= rss + 8 * 1024, "RSS {rss} -> {rss_after} kB");
     let text = sidewatch.metrics().await.unwrap();
     assert!(
         value(
