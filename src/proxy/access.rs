@@ -93,7 +93,7 @@ impl AccessRecord<'_> {
         } else {
             fields.push("correlation_id", self.correlation_id.into());
         }
-        // Checked as 32 hex digits (or made here): an ID, never a secret,
+        // Checked as 32 hex digits, or made (`identity`): an ID, never a secret,
         // though 13 of its digits in a row could pass for a card number.
         fields.push_vetted("trace_id", self.trace_id.into());
         if self.aborted {
