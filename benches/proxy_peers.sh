@@ -5,8 +5,13 @@
 #   stop_all                    kills every pid in $pids, removes $work (an EXIT trap)
 #   start_nginx PORT            nginx `return 200 "ok\n"` (Debian nginx-light),
 #                               one worker, keep-alive without limit; sets nginx_pid
-#   start_haproxy PORT UPSTREAM haproxy 2.6 (Debian) in HTTP mode with
-#                               keep-alive and connection reuse; sets haproxy_pid
+#   start_haproxy PORT UPSTREAM [log]
+#                               haproxy 2.6 (Debian) in HTTP mode with
+#                               keep-alive and connection reuse; sets haproxy_pid.
+#                               With `log`, it also writes a JSON access log
+#                               line per request to its stdout (discarded, as
+#                               sidewatch's is) and adds an X-Request-ID:
+#                               like for like with sidewatch's access log
 #   proxy_config FILE ADMIN_PORT LISTEN_PORT UPSTREAM_PORT ACCESS_LOG THREADS
 #                               writes a sidewatch config: the proxy only
 #                               (process collector off), access log to stdout
@@ -64,7 +69,17 @@ CONF
 }
 
 start_haproxy() {
-  cat > "$work/haproxy.cfg" <<CONF
+  local log_lines="" config=$work/haproxy${3:+_$3}.cfg
+  if [ "${3:-}" = log ]; then
+    log_lines=$(cat <<'LOG'
+  log stdout format raw local0
+  unique-id-format %{+X}o%ci:%cp_%fi:%fp_%Ts_%rt:%pid
+  unique-id-header X-Request-ID
+  log-format '{"timestamp":"%trg","method":"%HM","path":"%HPO","status":%ST,"duration_ms":%Tr,"request_bytes":%U,"response_bytes":%B,"correlation_id":"%ID"}'
+LOG
+)
+  fi
+  cat > "$config" <<CONF
 global
   maxconn 4096
 defaults
@@ -76,11 +91,12 @@ defaults
 frontend f
   bind 127.0.0.1:$1
   default_backend b
+$log_lines
 backend b
   http-reuse always
   server app 127.0.0.1:$2
 CONF
-  haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 &
+  haproxy -f "$config" -db >/dev/null 2>&1 &
   haproxy_pid=$!
 }
 

@@ -15,7 +15,11 @@
 # `baseline_log_true` / `baseline_log_false`: an A/B of two builds in the
 # same rounds. SIDEWATCH_BIN, when set, is run
 # instead of building the checkout. PROXY_THREADS (default 1) sets
-# `proxy.threads` of every sidewatch run.
+# `proxy.threads` of every sidewatch run. With HAPROXY_LOG=1 a second
+# haproxy runs as `haproxy_log`, writing a JSON access-log line per request
+# to its stdout (discarded, as sidewatch's is) and adding an X-Request-ID:
+# the like-for-like peer of sidewatch with its access log on. Ratios stay
+# against `haproxy`, the one without a log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -27,6 +31,11 @@ start_upstream
 names=(haproxy); ports=($(port)); procs=()
 start_haproxy "${ports[0]}" "$nginx_port"
 pids+=($haproxy_pid); procs+=($haproxy_pid)
+if [ "${HAPROXY_LOG:-0}" = 1 ]; then
+  names+=(haproxy_log); ports+=($(port))
+  start_haproxy "${ports[1]}" "$nginx_port" log
+  pids+=($haproxy_pid); procs+=($haproxy_pid)
+fi
 start_sidewatch_runs "$bin" "$nginx_port"
 wait_ready
 
