@@ -139,18 +139,27 @@ pub(super) struct Queue {
     /// Notified by a push onto an empty queue (a permit is kept when the
     /// source is not waiting yet, so no push is missed).
     pub(super) ready: Notify,
+    /// How many queued events make a batch worth sending at once.
+    flush_at: usize,
+    /// Notified by the push that brings the queue to `flush_at` events: the
+    /// source stops lingering and sends them.
+    pub(super) full: Notify,
     /// Held by the running source: a pipeline rebuilt on reload starts
     /// reading once the old one, drained, has let go.
     pub(super) reader: tokio::sync::Mutex<()>,
 }
 
 impl Queue {
-    /// A queue that holds up to `capacity` events.
-    pub(super) fn new(capacity: usize) -> Self {
+    /// A queue that holds up to `capacity` events, and asks for them to be
+    /// sent once `flush_at` (at most half of `capacity`) are queued.
+    pub(super) fn new(capacity: usize, flush_at: usize) -> Self {
+        let capacity = capacity.max(1);
         Self {
             pending: Mutex::new(Pending::default()),
-            capacity: capacity.max(1),
+            capacity,
             ready: Notify::new(),
+            flush_at: flush_at.min(capacity / 2).max(1),
+            full: Notify::new(),
             reader: tokio::sync::Mutex::new(()),
         }
     }
@@ -171,11 +180,14 @@ impl Queue {
         if pending.len() >= self.capacity || pending.text.len() + text > MAX_TEXT_BYTES {
             return false;
         }
-        let was_empty = pending.is_empty();
         pending.push(record);
+        let queued = pending.len();
         drop(pending);
-        if was_empty {
+        if queued == 1 {
             self.ready.notify_one();
+        }
+        if queued == self.flush_at {
+            self.full.notify_one();
         }
         true
     }
@@ -235,7 +247,7 @@ mod tests {
 
     #[test]
     fn the_queued_strings_are_bounded_in_bytes_too() {
-        let queue = Queue::new(1000);
+        let queue = Queue::new(1000, 500);
         let long = "/".repeat(MAX_TEXT_BYTES / 4);
         let pushed = (0..10).filter(|_| queue.push(&record(&long, "id"))).count();
         assert_eq!(pushed, 3, "the fourth would pass {MAX_TEXT_BYTES} bytes");
@@ -248,7 +260,7 @@ mod tests {
 
     #[test]
     fn put_back_keeps_order_ahead_of_what_queued_since() {
-        let queue = Queue::new(10);
+        let queue = Queue::new(10, 5);
         for (path, id) in [("/1", "a"), ("/2", "b"), ("/3", "c")] {
             assert!(queue.push(&record(path, id)));
         }
