@@ -19,12 +19,17 @@
 # haproxy runs as `haproxy_log`, writing a JSON access-log line per request
 # to its stdout (discarded, as sidewatch's is) and adding an X-Request-ID:
 # the like-for-like peer of sidewatch with its access log on. Ratios stay
-# against `haproxy`, the one without a log.
+# against `haproxy`, the one without a log. With CLOSE=1 every request comes
+# on a new client connection (`wrk -H 'Connection: close'`): the short-lived
+# clients' case, where what counts is whether the proxy reuses its idle
+# connections to the app.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
 secs=${2:-3}
 . benches/release_bin.sh
+wrk_args=(-t2 -c50)
+[ "${CLOSE:-0}" = 1 ] && wrk_args+=(-H "Connection: close")
 
 . benches/proxy_peers.sh
 start_upstream
@@ -41,12 +46,12 @@ wait_ready
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "proxy.threads = ${PROXY_THREADS:-1}; wrk -t2 -c50, $rounds rounds of ${secs} s per proxy, interleaved"
+echo "proxy.threads = ${PROXY_THREADS:-1}; wrk ${wrk_args[*]}, $rounds rounds of ${secs} s per proxy, interleaved"
 for _ in $(seq "$rounds"); do
   for k in "${!names[@]}"; do
-    wrk -t2 -c50 -d1s "http://127.0.0.1:${ports[$k]}/" >/dev/null # warm-up
+    wrk "${wrk_args[@]}" -d1s "http://127.0.0.1:${ports[$k]}/" >/dev/null # warm-up
     before=$(cpu_ticks "${procs[$k]}")
-    requests=$(wrk -t2 -c50 -d"${secs}s" "http://127.0.0.1:${ports[$k]}/" | awk '/requests in/ {print $1}')
+    requests=$(wrk "${wrk_args[@]}" -d"${secs}s" "http://127.0.0.1:${ports[$k]}/" | awk '/requests in/ {print $1}')
     after=$(cpu_ticks "${procs[$k]}")
     echo "${names[$k]} $requests $before $after" >> "$work/runs"
   done

@@ -1,6 +1,7 @@
 //! How the proxy reaches the app: each HTTP/1.1 client connection keeps one
-//! app connection of its own, and an app that closes idle connections
-//! (with or without saying so) costs no failed request. The app here is a
+//! app connection of its own, handed on to a later client connection once it
+//! closes, and an app that closes idle connections (with or without saying
+//! so) costs no failed request. The app here is a
 //! raw-TCP HTTP/1.1 server on loopback that counts the connections it accepts.
 
 mod proxy_support;
@@ -63,16 +64,22 @@ async fn counting_app(after: AfterResponse) -> (std::net::SocketAddr, Arc<Seen>)
     (addr, seen)
 }
 
-/// Sends `count` GETs one after another on one client connection, each
+/// Sends `count` GETs one after another on a new client connection, each
 /// after `pause`; returns the status line of each response.
 async fn sequential_requests(proxy: &str, count: usize, pause: Duration) -> Vec<String> {
     let mut stream = TcpStream::connect(proxy).await.unwrap();
+    requests_on(&mut stream, count, pause).await
+}
+
+/// Sends `count` GETs one after another on `stream`, each after `pause`;
+/// returns the status line of each response.
+async fn requests_on(stream: &mut TcpStream, count: usize, pause: Duration) -> Vec<String> {
     let mut statuses = Vec::new();
     for i in 0..count {
         tokio::time::sleep(pause).await;
         let request = format!("GET /r/{i} HTTP/1.1\r\nHost: app\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
-        let head = read_head(&mut stream).await;
+        let head = read_head(stream).await;
         let length: usize = head
             .lines()
             .find_map(|l| {
@@ -89,13 +96,17 @@ async fn sequential_requests(proxy: &str, count: usize, pause: Duration) -> Vec<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_client_connection_keeps_one_app_connection() {
+async fn each_client_connection_keeps_one_app_connection_and_hands_it_on() {
     let (app, seen) = counting_app(AfterResponse::KeepAlive).await;
     let accepted = &seen.connections;
     let (sidewatch, base) = start(app, "").await;
     let proxy = base.trim_start_matches("http://").to_owned();
-    let first = sequential_requests(&proxy, 20, Duration::ZERO).await;
-    assert!(first.iter().all(|s| s == "HTTP/1.1 200 OK"), "{first:?}");
+    let mut first = TcpStream::connect(&proxy).await.unwrap();
+    let statuses = requests_on(&mut first, 20, Duration::ZERO).await;
+    assert!(
+        statuses.iter().all(|s| s == "HTTP/1.1 200 OK"),
+        "{statuses:?}"
+    );
     assert_eq!(
         accepted.load(Ordering::SeqCst),
         1,
@@ -107,13 +118,52 @@ async fn each_client_connection_keeps_one_app_connection() {
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line, &format!("GET /r/{i} HTTP/1.1"));
     }
-    let second = sequential_requests(&proxy, 5, Duration::ZERO).await;
-    assert!(second.iter().all(|s| s == "HTTP/1.1 200 OK"), "{second:?}");
+    let mut second = TcpStream::connect(&proxy).await.unwrap();
+    let statuses = requests_on(&mut second, 5, Duration::ZERO).await;
+    assert!(
+        statuses.iter().all(|s| s == "HTTP/1.1 200 OK"),
+        "{statuses:?}"
+    );
     assert_eq!(
         accepted.load(Ordering::SeqCst),
         2,
-        "a second client connection, a second app connection"
+        "a second client connection at the same time, a second app connection"
     );
+    // Both close: their app connections stay open for later clients.
+    drop((first, second));
+    let idle = |count: f64| {
+        let sidewatch = &sidewatch;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let text = sidewatch.metrics().await;
+                let kept = value(&text, "sidewatch_proxy_upstream_idle_connections", &[]);
+                if kept == count {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "idle app connections: {kept}, not {count}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    idle(2.0).await;
+    for _ in 0..3 {
+        let statuses = sequential_requests(&proxy, 3, Duration::ZERO).await;
+        assert!(
+            statuses.iter().all(|s| s == "HTTP/1.1 200 OK"),
+            "{statuses:?}"
+        );
+        idle(2.0).await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "later client connections took the idle app connections"
+    );
+    assert_eq!(seen.request_lines.lock().unwrap().len(), 34);
     sidewatch.stop().await;
 }
 

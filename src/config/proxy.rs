@@ -29,12 +29,15 @@ pub struct ProxyConfig {
     /// Longest wait for the app's response headers (then `504`).
     #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
-    /// Idle keep-alive connections of the pool (requests with a body, HTTP/2 clients, upgrades)
-    /// to the app are closed after this long; an HTTP/1.1 client connection's
-    /// own app connection lasts as long as the client connection.
+    /// Idle keep-alive connections to the app are closed after this long:
+    /// those of the pool (requests with a body, HTTP/2 clients, upgrades)
+    /// and those an HTTP/1.1 client connection left behind when it closed
+    /// (its own app connection, kept for the next client connection).
     #[serde(with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
-    /// At most this many idle pooled connections to the app are kept.
+    /// At most this many idle connections to the app are kept by the pool,
+    /// and as many by each event loop from closed client connections; 0
+    /// closes an app connection with its client connection.
     pub pool_max_idle: usize,
     /// Largest request head (request line + headers) in bytes; larger ones get `431`.
     pub max_header_bytes: usize,

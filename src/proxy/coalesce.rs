@@ -220,6 +220,12 @@ impl CoalescedStream {
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.read.try_read(buf)
     }
+
+    /// The local port of the socket.
+    #[cfg(test)]
+    pub fn local_port(&self) -> u16 {
+        self.read.local_addr().map_or(0, |addr| addr.port())
+    }
 }
 
 impl AsyncRead for CoalescedStream {

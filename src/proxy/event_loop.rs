@@ -94,26 +94,29 @@ fn spawn(
     }
 }
 
-/// One loop's state: its connections' graceful shutdown, its coalescer and
-/// its timer.
+/// One loop's state: its connections' graceful shutdown, its coalescer,
+/// its timer and its idle app connections.
 struct EventLoop {
     handle: ProxyHandle,
     builder: auto::Builder<TokioExecutor>,
     graceful: GracefulShutdown,
     coalescer: Coalescer,
     timer: LoopTimer,
+    idle: upstream::IdleConnections,
 }
 
 impl EventLoop {
     fn new(handle: ProxyHandle, mut builder: auto::Builder<TokioExecutor>) -> Self {
         let timer = LoopTimer::default();
         builder.http1().timer(timer.clone());
+        let idle = upstream::IdleConnections::new(handle.get().metrics.upstream_idle.clone());
         Self {
             handle,
             builder,
             graceful: GracefulShutdown::new(),
             coalescer: Coalescer::new(),
             timer,
+            idle,
         }
     }
 
@@ -125,8 +128,7 @@ impl EventLoop {
         others: Vec<mpsc::UnboundedSender<Handed>>,
         stop: CancellationToken,
     ) {
-        let flusher = tokio::spawn(self.coalescer.clone().flusher());
-        let timer = tokio::spawn(self.timer.clone().run());
+        let tasks = self.spawn_tasks();
         let mut turn = 0usize;
         while let Some((stream, peer)) = accept::next_or_stop(&listener, &stop, "proxy").await {
             turn = (turn + 1) % (others.len() + 1);
@@ -149,7 +151,7 @@ impl EventLoop {
         }
         drop(listener);
         drop(others);
-        self.drain(flusher, timer).await;
+        self.drain(tasks).await;
     }
 
     /// Loops 1..: serve the connections loop 0 hands over until `stop`.
@@ -158,8 +160,7 @@ impl EventLoop {
         mut handed: mpsc::UnboundedReceiver<Handed>,
         stop: CancellationToken,
     ) {
-        let flusher = tokio::spawn(self.coalescer.clone().flusher());
-        let timer = tokio::spawn(self.timer.clone().run());
+        let tasks = self.spawn_tasks();
         loop {
             let (stream, peer) = tokio::select! {
                 next = handed.recv() => match next {
@@ -173,14 +174,28 @@ impl EventLoop {
                 Err(error) => tracing::debug!(%error, %peer, "proxy: cannot take over"),
             }
         }
-        self.drain(flusher, timer).await;
+        self.drain(tasks).await;
+    }
+
+    /// Starts the loop's own tasks: the write flusher, the timer and the
+    /// closing of expired idle app connections.
+    fn spawn_tasks(&self) -> LoopTasks {
+        LoopTasks {
+            flusher: tokio::spawn(self.coalescer.clone().flusher()),
+            timer: tokio::spawn(self.timer.clone().run()),
+            idle_expiry: tokio::spawn(self.idle.clone().close_expired()),
+        }
     }
 
     /// Serves one client connection on this loop.
     fn serve_connection(&self, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
         let handle = self.handle.clone();
-        let pinned = Arc::new(upstream::Pinned::new(self.coalescer.clone()));
+        let pinned = Arc::new(upstream::Pinned::new(
+            self.coalescer.clone(),
+            self.idle.clone(),
+            handle.get().idle_limits,
+        ));
         let timer = self.timer.clone();
         let client = forward::Client::new(peer);
         let service = service_fn(move |request| {
@@ -204,7 +219,7 @@ impl EventLoop {
 
     /// Lets in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]), closes
     /// idle connections and tunnels, and sends what is still held.
-    async fn drain(self, flusher: JoinHandle<()>, timer: JoinHandle<()>) {
+    async fn drain(self, tasks: LoopTasks) {
         if tokio::time::timeout(DRAIN_TIMEOUT, self.graceful.shutdown())
             .await
             .is_err()
@@ -214,8 +229,17 @@ impl EventLoop {
         let tunnels = self.handle.get().tunnels.clone();
         tunnels.close();
         let _ = tokio::time::timeout(Duration::from_millis(100), tunnels.wait()).await;
+        tasks.idle_expiry.abort();
+        self.idle.clear();
         self.coalescer.close();
-        let _ = flusher.await;
-        timer.abort(); // no request is left to time out
+        let _ = tasks.flusher.await;
+        tasks.timer.abort(); // no request is left to time out
     }
+}
+
+/// The tasks every loop runs beside its connections.
+struct LoopTasks {
+    flusher: JoinHandle<()>,
+    timer: JoinHandle<()>,
+    idle_expiry: JoinHandle<()>,
 }

@@ -71,6 +71,9 @@ pub struct ProxyMetrics {
     pub client_aborts: Counter,
     /// `sidewatch_proxy_access_log_dropped_total`: events not queued (queue full).
     pub access_log_dropped: Counter,
+    /// `sidewatch_proxy_upstream_idle_connections`: app connections kept
+    /// open after their client connection closed, for the next one.
+    pub upstream_idle: Gauge,
 }
 
 impl ProxyMetrics {
@@ -111,6 +114,7 @@ impl ProxyMetrics {
             connection_errors: Family::default(),
             client_aborts: Counter::default(),
             access_log_dropped: Counter::default(),
+            upstream_idle: Gauge::default(),
         };
         for reason in UPSTREAM_REASONS {
             let _ = metrics.upstream_errors.get_or_create(&[("reason", reason)]);
@@ -184,6 +188,11 @@ impl ProxyMetrics {
             "sidewatch_proxy_access_log_dropped",
             "Access-log events dropped because the log pipeline's queue was full",
             metrics.access_log_dropped.clone(),
+        );
+        registry.register(
+            "sidewatch_proxy_upstream_idle_connections",
+            "Idle app connections kept open after their client connection closed, for the next client connection",
+            metrics.upstream_idle.clone(),
         );
     }
 

@@ -136,6 +136,23 @@ impl AppConnection {
         self.idle_since = Instant::now();
     }
 
+    /// When the last response ended (or the connection was opened).
+    pub fn idle_since(&self) -> Instant {
+        self.idle_since
+    }
+
+    /// Pretends the last response ended at `at`.
+    #[cfg(test)]
+    pub fn set_idle_since(&mut self, at: Instant) {
+        self.idle_since = at;
+    }
+
+    /// The local port of the socket, which tells connections apart.
+    #[cfg(test)]
+    pub fn local_port(&self) -> u16 {
+        self.stream.local_port()
+    }
+
     /// Whether an idle connection can take a request: not when the app has
     /// closed it or sent bytes nobody asked for. Connections idle for less
     /// than [`IDLE_CHECK_AFTER`] are taken as open.

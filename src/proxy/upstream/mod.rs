@@ -3,7 +3,8 @@
 //! of traffic — through sidewatch's own HTTP/1.1 client ([`connection`]):
 //! the request head is written and the response read in the client
 //! connection's task, with no pool lookup, lock, channel or second task per
-//! request. Requests with a body (which must stream to the app while its
+//! request. When the client connection closes, its app connection is kept
+//! in the event loop's [`IdleConnections`] for the next client connection. Requests with a body (which must stream to the app while its
 //! response may already stream back), HTTP/2 clients (many requests at
 //! once) and upgrades (the app connection is handed over to the tunnel) go
 //! through hyper's keep-alive pool instead.
@@ -11,6 +12,7 @@
 mod body;
 mod connection;
 mod head;
+mod idle;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +22,7 @@ use http::{request, Response};
 
 pub use body::AppBody;
 use connection::{AppConnection, Failure};
+pub use idle::{IdleConnections, IdleLimits};
 
 use super::coalesce::Coalescer;
 
@@ -56,8 +59,9 @@ impl UpstreamError {
     }
 }
 
-/// An HTTP/1.1 client connection's own connection to the app, opened at its
-/// first request without a body and closed with it.
+/// An HTTP/1.1 client connection's own connection to the app, taken from
+/// the loop's idle connections or opened at its first request without a
+/// body, and kept there (within `limits`) once the client connection closes.
 #[derive(Debug)]
 pub struct Pinned {
     /// The idle connection and the upstream it goes to (a reload may change
@@ -67,14 +71,22 @@ pub struct Pinned {
     slot: Mutex<Option<(Authority, AppConnection)>>,
     /// Coalesces the writes of the connections it opens.
     coalescer: Coalescer,
+    /// The event loop's idle connections: where the first request looks
+    /// before connecting, and where the connection goes at the end.
+    idle: IdleConnections,
+    /// How many idle connections the loop keeps, and for how long.
+    limits: IdleLimits,
 }
 
 impl Pinned {
-    /// No connection yet; the ones opened will coalesce writes through `coalescer`.
-    pub fn new(coalescer: Coalescer) -> Self {
+    /// No connection yet; the ones opened will coalesce writes through
+    /// `coalescer`; `idle` is the loop's set of idle connections.
+    pub fn new(coalescer: Coalescer, idle: IdleConnections, limits: IdleLimits) -> Self {
         Self {
             slot: Mutex::new(None),
             coalescer,
+            idle,
+            limits,
         }
     }
 
@@ -90,7 +102,8 @@ impl Pinned {
         connect_timeout: Duration,
         head: &request::Parts,
     ) -> Result<Response<AppBody>, UpstreamError> {
-        if let Some(mut connection) = self.take(upstream) {
+        let reused = self.take(upstream).or_else(|| self.idle.take(upstream));
+        if let Some(mut connection) = reused {
             match connection.exchange(head).await {
                 Ok(response) => return Ok(self.respond(upstream, connection, response)),
                 Err(Failure {
@@ -141,6 +154,21 @@ impl Pinned {
     /// Keeps `connection` (its last response ended cleanly) for the next request.
     fn put(&self, upstream: Authority, connection: AppConnection) {
         *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((upstream, connection));
+    }
+}
+
+impl Drop for Pinned {
+    /// The client connection has closed (and no response body of it is
+    /// left): its idle app connection goes to the loop's set.
+    fn drop(&mut self) {
+        let slot = self
+            .slot
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((upstream, connection)) = slot {
+            self.idle.keep(upstream, connection, self.limits);
+        }
     }
 }
 
