@@ -5,7 +5,10 @@
 # each in turn (1 s warm-up, then the measured run), so a shared machine's
 # slow minutes hit all of them alike. Prints every run's p50/p99 and the
 # medians with what each proxy adds to direct. The same setup as
-# proxy_rounds.sh (BASELINE_BIN, SIDEWATCH_BIN, PROXY_THREADS work the same);
+# proxy_rounds.sh (BASELINE_BIN, SIDEWATCH_BIN, PROXY_THREADS and HAPROXY_LOG
+# work the same: HAPROXY_LOG=1 adds `haproxy_log`, haproxy writing a JSON
+# access-log line and adding an X-Request-ID per request, the like-for-like
+# peer of sidewatch with its access log on);
 # run by hand after benches/proxy.sh has installed nginx, haproxy and wrk,
 # with oha on the PATH (`cargo install oha`).
 #
@@ -22,6 +25,11 @@ start_upstream
 names=(direct haproxy); ports=("$nginx_port" "$(port)"); procs=()
 start_haproxy "${ports[1]}" "$nginx_port"
 pids+=($haproxy_pid)
+if [ "${HAPROXY_LOG:-0}" = 1 ]; then
+  names+=(haproxy_log); ports+=($(port))
+  start_haproxy "${ports[2]}" "$nginx_port" log
+  pids+=($haproxy_pid)
+fi
 start_sidewatch_runs "$bin" "$nginx_port"
 wait_ready
 

@@ -8,6 +8,9 @@
 #   benches/proxy_profile.sh [threads] [access_log true|false] [seconds]
 #                                         (default 2 true 5)
 #
+# CLOSE=1 sends every request on a new client connection (`wrk -H
+# 'Connection: close'`), as proxy_rounds.sh does.
+#
 # SIDEWATCH_BIN runs a ready build instead of building the checkout; build it
 # with CARGO_PROFILE_RELEASE_STRIP=false so perf can name the symbols. The
 # recording stays in $PERF_DATA (default /tmp/sidewatch-proxy.perf.data) for
@@ -20,6 +23,8 @@ secs=${3:-5}
 data=${PERF_DATA:-/tmp/sidewatch-proxy.perf.data}
 export CARGO_PROFILE_RELEASE_STRIP=false # perf names the symbols
 . benches/release_bin.sh
+wrk_args=(-t2 -c50)
+[ "${CLOSE:-0}" = 1 ] && wrk_args+=(-H "Connection: close")
 for tool in perf wrk nginx; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install linux-perf wrk nginx-light" >&2; exit 1; }
 done
@@ -32,13 +37,13 @@ proxy_config "$work/sidewatch.toml" "$(port)" "$listen" "$nginx_port" "$access_l
 sidewatch_pid=$!
 pids+=($sidewatch_pid)
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$listen/" >/dev/null && break; sleep 0.1; done
-wrk -t2 -c50 -d1s "http://127.0.0.1:$listen/" >/dev/null # warm-up
+wrk "${wrk_args[@]}" -d1s "http://127.0.0.1:$listen/" >/dev/null # warm-up
 
 perf record -q -e cpu-clock -c 2000000 --call-graph dwarf,16384 -p "$sidewatch_pid" -o "$data" \
   -- sleep "$((secs + 1))" 2>/dev/null &
 perf_pid=$!
 sleep 0.5
-requests=$(wrk -t2 -c50 -d"${secs}s" "http://127.0.0.1:$listen/" | awk '/requests in/ {print $1}')
+requests=$(wrk "${wrk_args[@]}" -d"${secs}s" "http://127.0.0.1:$listen/" | awk '/requests in/ {print $1}')
 wait "$perf_pid" || true
 echo "proxy.threads = $threads, access_log = $access_log: $requests requests in $secs s ($((requests / secs)) req/s)"
 
