@@ -22,7 +22,9 @@
 # against `haproxy`, the one without a log. With CLOSE=1 every request comes
 # on a new client connection (`wrk -H 'Connection: close'`): the short-lived
 # clients' case, where what counts is whether the proxy reuses its idle
-# connections to the app.
+# connections to the app. With BODY=N every request is a POST of N bytes
+# (the path through sidewatch's keep-alive pool rather than the client
+# connection's own app connection).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -33,6 +35,11 @@ wrk_args=(-t2 -c50)
 
 . benches/proxy_peers.sh
 start_upstream
+if [ -n "${BODY:-}" ]; then
+  head -c "$BODY" /dev/zero | tr '\0' x > "$work/body"
+  printf 'wrk.method = "POST"\nwrk.body = io.open("%s"):read("*a")\n' "$work/body" > "$work/post.lua"
+  wrk_args+=(-s "$work/post.lua")
+fi
 names=(haproxy); ports=($(port)); procs=()
 start_haproxy "${ports[0]}" "$nginx_port"
 pids+=($haproxy_pid); procs+=($haproxy_pid)

@@ -2,7 +2,8 @@
 # A profile-guided release build of sidewatch (PGO): builds an instrumented
 # binary, runs it on a training load, and builds again with the profile.
 # The training load is what a sidecar spends its CPU on: the reverse proxy
-# (HTTP/1.1 keep-alive GETs and POSTs with bodies, access log on and off,
+# (HTTP/1.1 keep-alive GETs and POSTs with bodies, short-lived client
+# connections (a request each), access log on and off,
 # `wrk` against an nginx `return 200` upstream) and the log path (a file of
 # JSON lines tailed, parsed, correlated, enriched, redacted, written out).
 # Code the load does not reach is still built, only without the profile's
@@ -62,6 +63,7 @@ for access_log in true false; do
   wrk -t2 -c50 -d"${secs}s" "http://127.0.0.1:$listen/" >&2
   wrk -t2 -c50 -d"${secs}s" -H "x-request-id: req-1" "http://127.0.0.1:$listen/api/users/42" >&2
   wrk -t1 -c10 -d"$(( (secs + 1) / 2 ))s" -s "$work/post.lua" "http://127.0.0.1:$listen/upload" >&2
+  wrk -t2 -c50 -d"$(( (secs + 1) / 2 ))s" -H "Connection: close" "http://127.0.0.1:$listen/" >&2
   kill -TERM "$trained" && wait "$trained" || true
 done
 

@@ -95,7 +95,7 @@ fn spawn(
 }
 
 /// One loop's state: its connections' graceful shutdown, its coalescer,
-/// its timer and its idle app connections.
+/// its timer, its idle app connections and its keep-alive pool.
 struct EventLoop {
     handle: ProxyHandle,
     builder: auto::Builder<TokioExecutor>,
@@ -103,6 +103,7 @@ struct EventLoop {
     coalescer: Coalescer,
     timer: LoopTimer,
     idle: upstream::IdleConnections,
+    pool: Arc<upstream::LoopPool>,
 }
 
 impl EventLoop {
@@ -117,6 +118,7 @@ impl EventLoop {
             coalescer: Coalescer::new(),
             timer,
             idle,
+            pool: Arc::default(),
         }
     }
 
@@ -196,11 +198,20 @@ impl EventLoop {
             self.idle.clone(),
             handle.get().idle_limits,
         ));
-        let timer = self.timer.clone();
+        let on_loop = forward::OnLoop {
+            timer: self.timer.clone(),
+            pool: self.pool.clone(),
+        };
         let client = forward::Client::new(peer);
         let service = service_fn(move |request| {
             let client = client.clone();
-            forward::handle(handle.get(), client, pinned.clone(), timer.clone(), request)
+            forward::handle(
+                handle.get(),
+                client,
+                pinned.clone(),
+                on_loop.clone(),
+                request,
+            )
         });
         let connection = self
             .builder

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 
 use super::body::{CountingBody, Exchange, Measured, ResponseBody};
 use super::timer::LoopTimer;
-use super::upstream::{Pinned, UpstreamError};
+use super::upstream::{LoopPool, Pinned, UpstreamError};
 use super::{identity, Shared};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded except for an
@@ -34,6 +34,15 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// What a request uses of the event loop serving it.
+#[derive(Debug, Clone)]
+pub struct OnLoop {
+    /// The loop's timer (the upstream response timeout).
+    pub timer: LoopTimer,
+    /// The loop's keep-alive pool to the app.
+    pub pool: Arc<LoopPool>,
+}
 
 /// The client end of a connection, as each of its requests needs it.
 #[derive(Debug, Clone)]
@@ -63,7 +72,7 @@ pub async fn handle(
     shared: Arc<Shared>,
     client: Client,
     pinned: Arc<Pinned>,
-    timer: LoopTimer,
+    on_loop: OnLoop,
     mut request: Request<Incoming>,
 ) -> Result<Response<Measured>, Infallible> {
     let started = Instant::now();
@@ -111,15 +120,17 @@ pub async fn handle(
             Ok(response.map(ResponseBody::Pinned))
         } else {
             let body = CountingBody::new(body, exchange.request_bytes.clone());
-            let response = shared
-                .client
+            let response = on_loop
+                .pool
+                .client(shared.pool_settings)
                 .request(Request::from_parts(parts, body))
                 .await
                 .map_err(UpstreamError::Pool)?;
             Ok(response.map(ResponseBody::Pooled))
         }
     };
-    let mut answer = match timer
+    let mut answer = match on_loop
+        .timer
         .timeout_at(started + shared.response_timeout, call)
         .await
     {

@@ -28,8 +28,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
@@ -47,11 +45,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 /// What every request handler shares.
 #[derive(Clone)]
 pub struct Shared {
-    client: Client<HttpConnector, body::CountingBody>,
-    /// The settings `client` was built with (connect timeout, pool idle
-    /// timeout, pool size): a reload that keeps them keeps the client and
-    /// its pool of open connections to the app.
-    client_settings: (Duration, Duration, usize),
+    /// What each loop's keep-alive pool is built with: a reload that keeps
+    /// them keeps the pools and their open connections to the app.
+    pool_settings: upstream::PoolSettings,
     upstream: http::uri::Authority,
     connect_timeout: Duration,
     response_timeout: Duration,
@@ -110,10 +106,6 @@ impl ProxyHandle {
         let mut shared = Shared::build(config, routes, metrics, access, current.tunnels.clone())?;
         // The span queue belongs to the OTLP exporter, which a reload keeps.
         shared.spans = current.spans.clone();
-        if shared.client_settings == current.client_settings {
-            // No burst of new connections to the app, no cold pool.
-            shared.client = current.client.clone();
-        }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(shared);
         Ok(())
     }
@@ -143,24 +135,13 @@ impl Shared {
             .upstream
             .parse()
             .map_err(|_| ProxyError::Upstream(config.upstream.clone()))?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .set_host(false)
-            .build(connector);
         let access = access.map(|a| a.with_dropped(metrics.access_log_dropped.clone()));
         Ok(Self {
-            client,
-            client_settings: (
-                config.connect_timeout,
-                config.pool_idle_timeout,
-                config.pool_max_idle,
-            ),
+            pool_settings: upstream::PoolSettings {
+                connect_timeout: config.connect_timeout,
+                idle_timeout: config.pool_idle_timeout,
+                max_idle: config.pool_max_idle,
+            },
             upstream,
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,

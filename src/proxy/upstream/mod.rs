@@ -13,6 +13,7 @@ mod body;
 mod connection;
 mod head;
 mod idle;
+mod pooled;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +24,7 @@ use http::{request, Response};
 pub use body::AppBody;
 use connection::{AppConnection, Failure};
 pub use idle::{IdleConnections, IdleLimits};
+pub use pooled::{LoopPool, PoolSettings};
 
 use super::coalesce::Coalescer;
 

@@ -1,0 +1,153 @@
+//! The keep-alive pool to the app (hyper's) for what cannot take a client
+//! connection's own app connection: requests with a body, HTTP/2 clients'
+//! requests and upgrades. There is one per event loop. hyper serves each
+//! pooled connection from a task spawned on the runtime that opened it, so
+//! a pool shared by the loops would hand a request from one loop to a
+//! connection task of the other — a cross-thread wake-up each way per
+//! request, the kind of hand-off the loops exist to avoid.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::super::body::CountingBody;
+
+/// hyper's pooled client, sending request bodies of type `B`.
+pub type PooledClient<B = CountingBody> = Client<HttpConnector, B>;
+
+/// What a pool is built with (from `[proxy]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// `proxy.connect_timeout`.
+    pub connect_timeout: Duration,
+    /// `proxy.pool_idle_timeout`.
+    pub idle_timeout: Duration,
+    /// `proxy.pool_max_idle`.
+    pub max_idle: usize,
+}
+
+/// One event loop's pool, rebuilt when a reload changes its settings (and
+/// only then: a reload that keeps them keeps the open connections).
+#[derive(Debug)]
+pub struct LoopPool<B = CountingBody> {
+    current: Mutex<Option<(PoolSettings, PooledClient<B>)>>,
+}
+
+impl<B> Default for LoopPool<B> {
+    fn default() -> Self {
+        Self {
+            current: Mutex::new(None),
+        }
+    }
+}
+
+impl<B> LoopPool<B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
+    /// The loop's client for `settings`.
+    pub fn client(&self, settings: PoolSettings) -> PooledClient<B> {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*current {
+            Some((built_with, client)) if *built_with == settings => client.clone(),
+            _ => {
+                let client = build(settings);
+                *current = Some((settings, client.clone()));
+                client
+            }
+        }
+    }
+}
+
+fn build<B>(settings: PoolSettings) -> PooledClient<B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(settings.connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(settings.idle_timeout)
+        .pool_max_idle_per_host(settings.max_idle)
+        .set_host(false)
+        .build(connector)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http::Request;
+    use http_body_util::{BodyExt, Empty};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    const SETTINGS: PoolSettings = PoolSettings {
+        connect_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(60),
+        max_idle: 64,
+    };
+
+    /// An app answering every request with a keep-alive `200`; counts the
+    /// connections it accepts.
+    async fn app() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut buffer).await {
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if n == 0 || stream.write_all(answer).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}/"), accepted)
+    }
+
+    async fn get(client: &PooledClient<Empty<Bytes>>, uri: &str) {
+        let request = Request::get(uri).body(Empty::new()).unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_pool_and_its_connections_are_kept_while_the_settings_are() {
+        let (uri, accepted) = app().await;
+        let pool = LoopPool::<Empty<Bytes>>::default();
+        for _ in 0..3 {
+            get(&pool.client(SETTINGS), &uri).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
+        let changed = PoolSettings {
+            max_idle: 8,
+            ..SETTINGS
+        };
+        get(&pool.client(changed), &uri).await;
+        get(&pool.client(changed), &uri).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "new settings, a new pool, one connection again"
+        );
+    }
+}
