@@ -29,6 +29,8 @@ enum AfterResponse {
 struct Seen {
     connections: AtomicUsize,
     request_lines: Mutex<Vec<String>>,
+    /// The body of each request, in order (empty for none).
+    bodies: Mutex<Vec<Vec<u8>>>,
 }
 
 /// Starts the app; returns its address and what it sees.
@@ -48,7 +50,12 @@ async fn counting_app(after: AfterResponse) -> (std::net::SocketAddr, Arc<Seen>)
                         return;
                     }
                     let line = head.lines().next().unwrap_or_default().to_owned();
+                    let mut body = vec![0u8; content_length(&head).unwrap_or(0)];
+                    if stream.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
                     seen.request_lines.lock().unwrap().push(line);
+                    seen.bodies.lock().unwrap().push(body);
                     let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
                     if stream.write_all(answer).await.is_err() {
                         return;
@@ -62,6 +69,25 @@ async fn counting_app(after: AfterResponse) -> (std::net::SocketAddr, Arc<Seen>)
         }
     });
     (addr, seen)
+}
+
+/// The `Content-Length` of a head, if it has one.
+fn content_length(head: &str) -> Option<usize> {
+    head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("content-length:")
+            .map(|v| v.trim().parse().unwrap())
+    })
+}
+
+/// Reads one response (a `Content-Length` one) off `stream`: its status
+/// line and body.
+async fn read_response(stream: &mut TcpStream) -> (String, Vec<u8>) {
+    let head = read_head(stream).await;
+    let length = content_length(&head).unwrap_or_else(|| panic!("no content-length in {head:?}"));
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    (head.lines().next().unwrap_or_default().to_owned(), body)
 }
 
 /// Sends `count` GETs one after another on a new client connection, each
@@ -79,18 +105,7 @@ async fn requests_on(stream: &mut TcpStream, count: usize, pause: Duration) -> V
         tokio::time::sleep(pause).await;
         let request = format!("GET /r/{i} HTTP/1.1\r\nHost: app\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
-        let head = read_head(stream).await;
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .unwrap_or_else(|| panic!("no content-length in {head:?}"));
-        let mut body = vec![0u8; length];
-        stream.read_exact(&mut body).await.unwrap();
-        statuses.push(head.lines().next().unwrap_or_default().to_owned());
+        statuses.push(read_response(stream).await.0);
     }
     statuses
 }
@@ -232,5 +247,83 @@ async fn an_idempotent_request_meeting_a_just_closed_app_connection_is_sent_agai
         &[("reason", "closed")],
     );
     assert_eq!(closed, 0.0);
+    sidewatch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_request_bodies_go_whole_on_the_client_connections_own_app_connection() {
+    let (app, seen) = counting_app(AfterResponse::KeepAlive).await;
+    let (sidewatch, base) = start(app, "").await;
+    let proxy = base.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&proxy).await.unwrap();
+    // GETs and POSTs of up to 16 KiB, one after another on one connection.
+    let sizes = [1usize, 0, 1024, 0, 16 * 1024, 300];
+    for (i, size) in sizes.iter().enumerate() {
+        let body: Vec<u8> = (0..*size).map(|b| b"abcdefgh"[(b + i) % 8]).collect();
+        let request = match size {
+            0 => format!("GET /r/{i} HTTP/1.1\r\nHost: app\r\n\r\n"),
+            n => format!("POST /r/{i} HTTP/1.1\r\nHost: app\r\nContent-Length: {n}\r\n\r\n"),
+        };
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.write_all(&body).await.unwrap();
+        assert_eq!(read_response(&mut stream).await.0, "HTTP/1.1 200 OK");
+        assert_eq!(seen.bodies.lock().unwrap()[i], body, "body {i}");
+    }
+    assert_eq!(
+        seen.connections.load(Ordering::SeqCst),
+        1,
+        "every request on the one app connection"
+    );
+    // A larger body streams through the pool: a connection of its own.
+    let large = vec![b'z'; 16 * 1024 + 1];
+    let head = format!(
+        "POST /r/large HTTP/1.1\r\nHost: app\r\nContent-Length: {}\r\n\r\n",
+        large.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&large).await.unwrap();
+    assert_eq!(read_response(&mut stream).await.0, "HTTP/1.1 200 OK");
+    assert_eq!(seen.bodies.lock().unwrap().last().unwrap(), &large);
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
+    let text = sidewatch.metrics().await;
+    let sum = value(
+        &text,
+        "http_request_size_bytes_sum",
+        &[("method", "POST"), ("route", "/r/{id}"), ("status", "200")],
+    );
+    assert_eq!(
+        sum,
+        (1 + 1024 + 16 * 1024 + 300) as f64,
+        "request bytes counted"
+    );
+    sidewatch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_body_that_breaks_off_is_answered_400_and_never_reaches_the_app() {
+    let (app, seen) = counting_app(AfterResponse::KeepAlive).await;
+    let (sidewatch, base) = start(app, "").await;
+    let proxy = base.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&proxy).await.unwrap();
+    let request = "POST /r/1 HTTP/1.1\r\nHost: app\r\nContent-Length: 1000\r\n\r\npartial";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap(); // the client sends no more
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
+    let text = sidewatch.metrics().await;
+    assert_eq!(
+        value(
+            &text,
+            "sidewatch_proxy_upstream_errors_total",
+            &[("reason", "client_body")]
+        ),
+        1.0
+    );
+    assert!(
+        seen.request_lines.lock().unwrap().is_empty(),
+        "the app saw it"
+    );
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 0);
     sidewatch.stop().await;
 }

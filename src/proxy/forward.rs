@@ -4,13 +4,14 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 
@@ -34,6 +35,12 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// A request body of at most this many bytes, with a `Content-Length` and
+/// no `Expect`, is read whole and sent with its head on the client
+/// connection's own app connection (nginx buffers bodies up to the same
+/// size by default); larger and chunked bodies stream through the pool.
+const PINNED_BODY_MAX: u64 = 16 * 1024;
 
 /// What a request uses of the event loop serving it.
 #[derive(Debug, Clone)]
@@ -93,8 +100,14 @@ pub async fn handle(
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let authority = parts.uri.authority().cloned();
-    // Bodiless HTTP/1 requests take the client connection's own app connection.
-    let pinned_path = http1 && !upgrade && body.is_end_stream();
+    // HTTP/1 requests without a body, or with a small one, take the client
+    // connection's own app connection.
+    let small_body = body
+        .size_hint()
+        .exact()
+        .is_some_and(|length| length <= PINNED_BODY_MAX)
+        && !parts.headers.contains_key(header::EXPECT);
+    let pinned_path = http1 && !upgrade && (body.is_end_stream() || small_body);
     parts.uri = if pinned_path {
         // Sent as written: the request line must be in origin form.
         origin_form(&parts.uri)
@@ -114,8 +127,9 @@ pub async fn handle(
     append_forwarded_for(&mut parts.headers, &client);
     let call = async {
         if pinned_path {
+            let whole = read_whole(body, &exchange.request_bytes).await?;
             let response = pinned
-                .send(&shared.upstream, shared.connect_timeout, &parts)
+                .send(&shared.upstream, shared.connect_timeout, &parts, &whole)
                 .await?;
             Ok(response.map(ResponseBody::Pinned))
         } else {
@@ -140,7 +154,11 @@ pub async fn handle(
             let reason = error.reason();
             shared.metrics.upstream_error(reason);
             tracing::debug!(%error, reason, "proxy: upstream request failed");
-            return Ok(error_response(StatusCode::BAD_GATEWAY, exchange));
+            let status = match error {
+                UpstreamError::ClientBody(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            return Ok(error_response(status, exchange));
         }
         None => {
             shared.metrics.upstream_error("timeout");
@@ -156,6 +174,20 @@ pub async fn handle(
         _ => strip_hop_by_hop(answer.headers_mut()),
     }
     Ok(answer.map(|body| Measured::new(body, exchange)))
+}
+
+/// The whole of a small request body (empty for none), counted into `count`.
+async fn read_whole(body: Incoming, count: &AtomicU64) -> Result<Bytes, UpstreamError> {
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    let whole = body
+        .collect()
+        .await
+        .map_err(UpstreamError::ClientBody)?
+        .to_bytes();
+    count.fetch_add(whole.len() as u64, Ordering::Relaxed);
+    Ok(whole)
 }
 
 /// Copies bytes both ways between the upgraded client and app connections
@@ -179,6 +211,7 @@ fn error_response(status: StatusCode, mut exchange: Exchange) -> Response<Measur
     exchange.head(status.as_u16());
     let text = match status {
         StatusCode::GATEWAY_TIMEOUT => "sidewatch proxy: the app did not answer in time\n",
+        StatusCode::BAD_REQUEST => "sidewatch proxy: the request body broke off\n",
         _ => "sidewatch proxy: the app is unreachable\n",
     };
     let body = Full::new(Bytes::from_static(text.as_bytes()));

@@ -38,14 +38,17 @@ pub const SIZE_BUCKETS: [f64; 12] = [
 /// unreachable → 502), `connect_timeout` (→ 502), `timeout` (no response
 /// headers in time → 504), `closed` (the app closed or reset the connection
 /// before answering → 502), `invalid_response` (the app's response head is
-/// not valid HTTP/1.1 → 502), `reset` (the app's response body broke off).
-pub const UPSTREAM_REASONS: [&str; 6] = [
+/// not valid HTTP/1.1 → 502), `reset` (the app's response body broke off),
+/// `client_body` (the client's small request body, read whole before it is
+/// sent, broke off → 400; the app saw nothing).
+pub const UPSTREAM_REASONS: [&str; 7] = [
     "connect",
     "connect_timeout",
     "timeout",
     "closed",
     "invalid_response",
     "reset",
+    "client_body",
 ];
 
 /// Why a client connection ended in error (`reason` of

@@ -4,9 +4,12 @@
 //!
 //! Clients speak HTTP/1.1 (keep-alive, upgrades such as WebSocket spliced
 //! through) or HTTP/2 with prior knowledge (h2c); the app is reached over
-//! HTTP/1.1: bodiless requests of an HTTP/1 client connection on an app
-//! connection pinned to it, requests with a body, HTTP/2 clients and
-//! upgrades through a keep-alive pool (see [`upstream`]). Bodies stream both ways frame by frame, never buffered. Header limits answer `431`, slow headers are cut
+//! HTTP/1.1: requests of an HTTP/1 client connection without a body or
+//! with a small one (read whole: at most 16 KiB with a `Content-Length`) on
+//! an app connection pinned to it, larger or chunked bodies, HTTP/2 clients
+//! and upgrades through each event loop's keep-alive pool (see
+//! [`upstream`]). Those bodies stream both ways frame by frame, never
+//! buffered. Header limits answer `431`, slow headers are cut
 //! after `header_read_timeout`, an unreachable app answers `502` and a slow
 //! one `504`, each counted by reason.
 //!

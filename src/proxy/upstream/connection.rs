@@ -72,10 +72,16 @@ impl AppConnection {
         })
     }
 
-    /// Sends the bodiless request `request` and reads the response head,
-    /// skipping interim (1xx) responses.
-    pub async fn exchange(&mut self, request: &request::Parts) -> Result<ResponseHead, Failure> {
+    /// Sends the request `request` with its whole `body` (empty for a
+    /// bodiless one) and reads the response head, skipping interim (1xx)
+    /// responses.
+    pub async fn exchange(
+        &mut self,
+        request: &request::Parts,
+        body: &[u8],
+    ) -> Result<ResponseHead, Failure> {
         head::encode_request(request, &mut self.head);
+        self.head.extend_from_slice(body);
         let unanswered = |error| Failure {
             answered: false,
             error: UpstreamError::Closed(error),
@@ -155,12 +161,13 @@ impl AppConnection {
 
     /// Whether an idle connection can take a request: not when the app has
     /// closed it or sent bytes nobody asked for. Connections idle for less
-    /// than [`IDLE_CHECK_AFTER`] are taken as open.
-    pub fn still_open(&self) -> bool {
+    /// than [`IDLE_CHECK_AFTER`] are taken as open unless `check_now` (a
+    /// request that may not be sent twice).
+    pub fn still_open(&self, check_now: bool) -> bool {
         if !self.read.is_empty() {
             return false;
         }
-        if self.idle_since.elapsed() < IDLE_CHECK_AFTER {
+        if !check_now && self.idle_since.elapsed() < IDLE_CHECK_AFTER {
             return true;
         }
         // `try_read` costs no syscall unless the reactor saw the socket readable.

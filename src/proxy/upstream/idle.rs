@@ -92,17 +92,18 @@ impl IdleConnections {
         self.inner.count.inc();
     }
 
-    /// The most recently kept open connection to `upstream`, if any.
-    /// Connections passed over on the way (expired, closed by the app, or
-    /// to an upstream a reload replaced) are closed.
-    pub fn take(&self, upstream: &Authority) -> Option<AppConnection> {
+    /// The most recently kept open connection to `upstream`, if any
+    /// (`check_now`: see [`AppConnection::still_open`]). Connections passed
+    /// over on the way (expired, closed by the app, or to an upstream a
+    /// reload replaced) are closed.
+    pub fn take(&self, upstream: &Authority, check_now: bool) -> Option<AppConnection> {
         let now = Instant::now();
         let mut kept = self.inner.lock();
         while let Some(candidate) = kept.pop_back() {
             self.inner.count.dec();
             if candidate.expires > now
                 && candidate.upstream == *upstream
-                && candidate.connection.still_open()
+                && candidate.connection.still_open(check_now)
             {
                 return Some(candidate.connection);
             }
@@ -182,11 +183,11 @@ mod tests {
             idle.keep(upstream.clone(), connection, LONG);
         }
         assert_eq!(count.get(), 2, "the limit is 2");
-        let newest = idle.take(&upstream).unwrap();
+        let newest = idle.take(&upstream, false).unwrap();
         assert_eq!(newest.local_port(), ports[2]);
-        let next = idle.take(&upstream).unwrap();
+        let next = idle.take(&upstream, false).unwrap();
         assert_eq!(next.local_port(), ports[1], "the oldest was closed");
-        assert!(idle.take(&upstream).is_none());
+        assert!(idle.take(&upstream, false).is_none());
         assert_eq!(count.get(), 0);
     }
 
@@ -197,7 +198,7 @@ mod tests {
         let (upstream, mut ours, mut theirs) = connections(2).await;
         let other: Authority = "127.0.0.1:1".parse().unwrap();
         idle.keep(other, ours.pop().unwrap(), LONG);
-        assert!(idle.take(&upstream).is_none(), "another upstream");
+        assert!(idle.take(&upstream, false).is_none(), "another upstream");
         assert_eq!(count.get(), 0, "and it was closed");
 
         let mut connection = ours.pop().unwrap();
@@ -207,7 +208,7 @@ mod tests {
         drop(theirs.pop());
         // The close reaches the socket; `still_open` then sees it.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(idle.take(&upstream).is_none(), "closed by the app");
+        assert!(idle.take(&upstream, false).is_none(), "closed by the app");
     }
 
     #[tokio::test]
@@ -230,7 +231,7 @@ mod tests {
             assert!(Instant::now() < deadline, "never closed");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(idle.take(&upstream).is_none());
+        assert!(idle.take(&upstream, false).is_none());
         task.abort();
     }
 }

@@ -1,13 +1,15 @@
 //! Reaching the app. An HTTP/1.1 client connection gets an app connection
-//! of its own ([`Pinned`]), used for its requests without a body — the bulk
-//! of traffic — through sidewatch's own HTTP/1.1 client ([`connection`]):
-//! the request head is written and the response read in the client
-//! connection's task, with no pool lookup, lock, channel or second task per
-//! request. When the client connection closes, its app connection is kept
-//! in the event loop's [`IdleConnections`] for the next client connection. Requests with a body (which must stream to the app while its
-//! response may already stream back), HTTP/2 clients (many requests at
-//! once) and upgrades (the app connection is handed over to the tunnel) go
-//! through hyper's keep-alive pool instead.
+//! of its own ([`Pinned`]), used for its requests without a body or with a
+//! small one read whole — the bulk of traffic — through sidewatch's own
+//! HTTP/1.1 client ([`connection`]): the request is written and the
+//! response read in the client connection's task, with no pool lookup,
+//! lock, channel or second task per request. When the client connection
+//! closes, its app connection is kept in the event loop's
+//! [`IdleConnections`] for the next client connection. Requests with a
+//! larger or chunked body (which must stream to the app while its response
+//! may already stream back), HTTP/2 clients (many requests at once) and
+//! upgrades (the app connection is handed over to the tunnel) go through
+//! hyper's keep-alive pool instead, one per event loop ([`LoopPool`]).
 
 mod body;
 mod connection;
@@ -46,6 +48,9 @@ pub enum UpstreamError {
     /// The pooled client failed (requests with a body, HTTP/2 clients, upgrades).
     #[error("{0}")]
     Pool(hyper_util::client::legacy::Error),
+    /// The client's request body, read whole before sending, broke off.
+    #[error("the client's request body broke off: {0}")]
+    ClientBody(hyper::Error),
 }
 
 impl UpstreamError {
@@ -57,6 +62,7 @@ impl UpstreamError {
             Self::Closed(_) => "closed",
             Self::InvalidResponse(_) => "invalid_response",
             Self::Pool(error) => pool_reason(error),
+            Self::ClientBody(_) => "client_body",
         }
     }
 }
@@ -92,21 +98,27 @@ impl Pinned {
         }
     }
 
-    /// Sends the bodiless request `head` to `upstream` on the pinned
-    /// connection, opening one when there is none (or the app closed it),
-    /// and returns the response once its head has arrived. An idempotent
-    /// request (RFC 9110 §9.2.2) whose reused connection failed before any
-    /// byte of response is sent once more on a new connection; any other
-    /// request that may have reached the app is never repeated.
+    /// Sends the request `head` with its whole `body` (empty for a
+    /// bodiless request) to `upstream` on the pinned connection, opening
+    /// one when there is none (or the app closed it), and returns the
+    /// response once its head has arrived. An idempotent request (RFC 9110
+    /// §9.2.2) whose reused connection failed before any byte of response
+    /// is sent once more on a new connection; any other request that may
+    /// have reached the app is never repeated, and checks a reused
+    /// connection for a close from the app first, however briefly idle.
     pub async fn send(
         self: &Arc<Self>,
         upstream: &Authority,
         connect_timeout: Duration,
         head: &request::Parts,
+        body: &[u8],
     ) -> Result<Response<AppBody>, UpstreamError> {
-        let reused = self.take(upstream).or_else(|| self.idle.take(upstream));
+        let check_now = !head.method.is_idempotent();
+        let reused = self
+            .take(upstream, check_now)
+            .or_else(|| self.idle.take(upstream, check_now));
         if let Some(mut connection) = reused {
-            match connection.exchange(head).await {
+            match connection.exchange(head, body).await {
                 Ok(response) => return Ok(self.respond(upstream, connection, response)),
                 Err(Failure {
                     answered: false,
@@ -118,7 +130,7 @@ impl Pinned {
         let mut connection =
             AppConnection::connect(upstream, connect_timeout, &self.coalescer).await?;
         let response = connection
-            .exchange(head)
+            .exchange(head, body)
             .await
             .map_err(|failure| failure.error)?;
         Ok(self.respond(upstream, connection, response))
@@ -144,13 +156,14 @@ impl Pinned {
         response
     }
 
-    /// The idle connection to `upstream`, when there is one the app has not closed.
-    fn take(&self, upstream: &Authority) -> Option<AppConnection> {
+    /// The idle connection to `upstream`, when there is one the app has not
+    /// closed (`check_now`: see [`AppConnection::still_open`]).
+    fn take(&self, upstream: &Authority, check_now: bool) -> Option<AppConnection> {
         let taken = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
         taken
             .filter(|(to, _)| to == upstream)
             .map(|(_, connection)| connection)
-            .filter(AppConnection::still_open)
+            .filter(|connection| connection.still_open(check_now))
     }
 
     /// Keeps `connection` (its last response ended cleanly) for the next request.
