@@ -90,6 +90,14 @@ async fn read_response(stream: &mut TcpStream) -> (String, Vec<u8>) {
     (head.lines().next().unwrap_or_default().to_owned(), body)
 }
 
+/// Asserts that every status line is `200 OK`.
+fn assert_all_ok(statuses: &[String]) {
+    assert!(
+        statuses.iter().all(|s| s == "HTTP/1.1 200 OK"),
+        "{statuses:?}"
+    );
+}
+
 /// Sends `count` GETs one after another on a new client connection, each
 /// after `pause`; returns the status line of each response.
 async fn sequential_requests(proxy: &str, count: usize, pause: Duration) -> Vec<String> {
@@ -118,10 +126,7 @@ async fn each_client_connection_keeps_one_app_connection_and_hands_it_on() {
     let proxy = base.trim_start_matches("http://").to_owned();
     let mut first = TcpStream::connect(&proxy).await.unwrap();
     let statuses = requests_on(&mut first, 20, Duration::ZERO).await;
-    assert!(
-        statuses.iter().all(|s| s == "HTTP/1.1 200 OK"),
-        "{statuses:?}"
-    );
+    assert_all_ok(&statuses);
     assert_eq!(
         accepted.load(Ordering::SeqCst),
         1,
@@ -135,10 +140,7 @@ async fn each_client_connection_keeps_one_app_connection_and_hands_it_on() {
     }
     let mut second = TcpStream::connect(&proxy).await.unwrap();
     let statuses = requests_on(&mut second, 5, Duration::ZERO).await;
-    assert!(
-        statuses.iter().all(|s| s == "HTTP/1.1 200 OK"),
-        "{statuses:?}"
-    );
+    assert_all_ok(&statuses);
     assert_eq!(
         accepted.load(Ordering::SeqCst),
         2,
@@ -167,10 +169,7 @@ async fn each_client_connection_keeps_one_app_connection_and_hands_it_on() {
     idle(2.0).await;
     for _ in 0..3 {
         let statuses = sequential_requests(&proxy, 3, Duration::ZERO).await;
-        assert!(
-            statuses.iter().all(|s| s == "HTTP/1.1 200 OK"),
-            "{statuses:?}"
-        );
+        assert_all_ok(&statuses);
         idle(2.0).await;
     }
     assert_eq!(
@@ -189,10 +188,7 @@ async fn an_app_closing_idle_connections_silently_costs_no_failed_request() {
     let (sidewatch, base) = start(app, "").await;
     let proxy = base.trim_start_matches("http://").to_owned();
     let statuses = sequential_requests(&proxy, 10, Duration::from_millis(150)).await;
-    assert!(
-        statuses.iter().all(|s| s == "HTTP/1.1 200 OK"),
-        "{statuses:?}"
-    );
+    assert_all_ok(&statuses);
     assert_eq!(
         accepted.load(Ordering::SeqCst),
         10,
@@ -231,10 +227,7 @@ async fn an_idempotent_request_meeting_a_just_closed_app_connection_is_sent_agai
     let (sidewatch, base) = start(app, "").await;
     let proxy = base.trim_start_matches("http://").to_owned();
     let statuses = sequential_requests(&proxy, 6, Duration::from_millis(70)).await;
-    assert!(
-        statuses.iter().all(|s| s == "HTTP/1.1 200 OK"),
-        "{statuses:?}"
-    );
+    assert_all_ok(&statuses);
     assert_eq!(
         seen.request_lines.lock().unwrap().len(),
         6,

@@ -196,7 +196,7 @@ impl EventLoop {
         let pinned = Arc::new(upstream::Pinned::new(
             self.coalescer.clone(),
             self.idle.clone(),
-            handle.get().idle_limits,
+            handle.get().pool_settings.idle_limits(),
         ));
         let on_loop = forward::OnLoop {
             timer: self.timer.clone(),

@@ -54,9 +54,6 @@ pub struct Shared {
     upstream: http::uri::Authority,
     connect_timeout: Duration,
     response_timeout: Duration,
-    /// How many app connections of closed client connections each loop
-    /// keeps, and for how long.
-    idle_limits: upstream::IdleLimits,
     metrics: ProxyMetrics,
     routes: RouteNormalizer,
     access: Option<AccessLog>,
@@ -148,10 +145,6 @@ impl Shared {
             upstream,
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
-            idle_limits: upstream::IdleLimits {
-                max: config.pool_max_idle,
-                timeout: config.pool_idle_timeout,
-            },
             metrics,
             routes,
             access,

@@ -14,6 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::super::body::CountingBody;
+use super::IdleLimits;
 
 /// hyper's pooled client, sending request bodies of type `B`.
 pub type PooledClient<B = CountingBody> = Client<HttpConnector, B>;
@@ -27,6 +28,17 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// `proxy.pool_max_idle`.
     pub max_idle: usize,
+}
+
+impl PoolSettings {
+    /// The same bounds for the app connections closed client connections
+    /// leave behind ([`super::IdleConnections`]).
+    pub fn idle_limits(&self) -> IdleLimits {
+        IdleLimits {
+            max: self.max_idle,
+            timeout: self.idle_timeout,
+        }
+    }
 }
 
 /// One event loop's pool, rebuilt when a reload changes its settings (and
