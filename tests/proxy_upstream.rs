@@ -320,3 +320,30 @@ async fn a_small_body_that_breaks_off_is_answered_400_and_never_reaches_the_app(
     assert_eq!(seen.connections.load(Ordering::SeqCst), 0);
     sidewatch.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_that_breaks_off_in_the_pool_is_answered_400_not_502() {
+    let (app, _seen) = counting_app(AfterResponse::KeepAlive).await;
+    let (sidewatch, base) = start(app, "").await;
+    let proxy = base.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&proxy).await.unwrap();
+    // Past the size read whole: it streams through the pool, then stops.
+    let head = "POST /r/1 HTTP/1.1\r\nHost: app\r\nContent-Length: 100000\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&[b'p'; 20_000]).await.unwrap();
+    stream.shutdown().await.unwrap(); // the client sends no more
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
+    let text = sidewatch.metrics().await;
+    let errors = |reason| {
+        value(
+            &text,
+            "sidewatch_proxy_upstream_errors_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(errors("client_body"), 1.0, "{text}");
+    assert_eq!(errors("closed"), 0.0, "the app is not blamed");
+    sidewatch.stop().await;
+}

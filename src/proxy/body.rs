@@ -3,7 +3,7 @@
 //! log once the response has ended — or the client went away.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -21,17 +21,25 @@ use crate::telemetry::cardinality::KeyBuilder;
 /// The error type of the bodies the proxy sends.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The request body on its way to the app, counting bytes into `count`.
+/// The request body on its way to the app, counting bytes into `count`
+/// and marking `broke_off` when the client's side of it fails (the client
+/// hung up or sent a malformed chunk): the pool's error is then the
+/// client's doing, not the app's.
 #[derive(Debug)]
 pub struct CountingBody {
     inner: Incoming,
     count: Arc<AtomicU64>,
+    broke_off: Arc<AtomicBool>,
 }
 
 impl CountingBody {
     /// Wraps `inner`.
-    pub fn new(inner: Incoming, count: Arc<AtomicU64>) -> Self {
-        Self { inner, count }
+    pub fn new(inner: Incoming, count: Arc<AtomicU64>, broke_off: Arc<AtomicBool>) -> Self {
+        Self {
+            inner,
+            count,
+            broke_off,
+        }
     }
 }
 
@@ -44,10 +52,14 @@ impl Body for CountingBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
             }
+            Poll::Ready(Some(Err(_))) => self.broke_off.store(true, Ordering::Relaxed),
+            _ => {}
         }
         polled
     }

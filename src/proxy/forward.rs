@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -133,13 +133,20 @@ pub async fn handle(
                 .await?;
             Ok(response.map(ResponseBody::Pinned))
         } else {
-            let body = CountingBody::new(body, exchange.request_bytes.clone());
+            let broke_off = Arc::new(AtomicBool::new(false));
+            let body = CountingBody::new(body, exchange.request_bytes.clone(), broke_off.clone());
             let response = on_loop
                 .pool
                 .client(shared.pool_settings)
                 .request(Request::from_parts(parts, body))
                 .await
-                .map_err(UpstreamError::Pool)?;
+                .map_err(|error| {
+                    if broke_off.load(Ordering::Relaxed) {
+                        UpstreamError::ClientBody(error.into())
+                    } else {
+                        UpstreamError::Pool(error)
+                    }
+                })?;
             Ok(response.map(ResponseBody::Pooled))
         }
     };
@@ -184,7 +191,7 @@ async fn read_whole(body: Incoming, count: &AtomicU64) -> Result<Bytes, Upstream
     let whole = body
         .collect()
         .await
-        .map_err(UpstreamError::ClientBody)?
+        .map_err(|error| UpstreamError::ClientBody(error.into()))?
         .to_bytes();
     count.fetch_add(whole.len() as u64, Ordering::Relaxed);
     Ok(whole)

@@ -48,9 +48,11 @@ pub enum UpstreamError {
     /// The pooled client failed (requests with a body, HTTP/2 clients, upgrades).
     #[error("{0}")]
     Pool(hyper_util::client::legacy::Error),
-    /// The client's request body, read whole before sending, broke off.
+    /// The client's request body broke off (the client hung up or sent a
+    /// malformed chunk) before the app answered: read whole before sending,
+    /// or streaming through the pool.
     #[error("the client's request body broke off: {0}")]
-    ClientBody(hyper::Error),
+    ClientBody(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl UpstreamError {
