@@ -11,7 +11,7 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use proxy_support::{read_head, start, value};
+use proxy_support::{read_head, start, upstream_errors, value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -165,11 +165,7 @@ async fn response_bodies_are_framed_as_rfc_9112_has_it() {
 
     let text = sidewatch.metrics().await;
     for reason in ["closed", "invalid_response", "reset"] {
-        let errors = value(
-            &text,
-            "sidewatch_proxy_upstream_errors_total",
-            &[("reason", reason)],
-        );
+        let errors = upstream_errors(&text, reason);
         assert_eq!(errors, 0.0, "{reason}");
     }
     sidewatch.stop().await;

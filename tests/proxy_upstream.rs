@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use proxy_support::{read_head, start, value};
+use proxy_support::{read_head, start, upstream_errors, value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -336,14 +336,11 @@ async fn a_large_body_that_breaks_off_in_the_pool_is_answered_400_not_502() {
     stream.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
     let text = sidewatch.metrics().await;
-    let errors = |reason| {
-        value(
-            &text,
-            "sidewatch_proxy_upstream_errors_total",
-            &[("reason", reason)],
-        )
-    };
-    assert_eq!(errors("client_body"), 1.0, "{text}");
-    assert_eq!(errors("closed"), 0.0, "the app is not blamed");
+    assert_eq!(upstream_errors(&text, "client_body"), 1.0, "{text}");
+    assert_eq!(
+        upstream_errors(&text, "closed"),
+        0.0,
+        "the app is not blamed"
+    );
     sidewatch.stop().await;
 }

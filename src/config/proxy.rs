@@ -62,6 +62,27 @@ pub struct ProxyConfig {
     /// one core can carry (measured: about haproxy's throughput, which also
     /// runs a thread per core).
     pub threads: usize,
+    /// Which requests reach the app over HTTP/2 (h2c, prior knowledge)
+    /// rather than HTTP/1.1: `"grpc"` (the default) sends gRPC requests
+    /// (`content-type: application/grpc…`, which need HTTP/2 and trailers)
+    /// over HTTP/2 and the rest over HTTP/1.1; `"always"` sends every request
+    /// over HTTP/2 (an app that speaks only HTTP/2, such as a gRPC server;
+    /// upgrades such as WebSocket stay on HTTP/1.1); `"never"` sends all over
+    /// HTTP/1.1.
+    pub app_http2: AppHttp2,
+}
+
+/// `proxy.app_http2`: which requests reach the app over HTTP/2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppHttp2 {
+    /// gRPC requests only (`content-type: application/grpc`, `…+proto`, …).
+    #[default]
+    Grpc,
+    /// Every request but upgrades.
+    Always,
+    /// None: the app speaks only HTTP/1.1.
+    Never,
 }
 
 impl Default for ProxyConfig {
@@ -82,6 +103,7 @@ impl Default for ProxyConfig {
             max_series: 1000,
             duration_buckets: Vec::new(),
             threads: 1,
+            app_http2: AppHttp2::Grpc,
         }
     }
 }
@@ -178,6 +200,25 @@ mod tests {
         let config = load_from_str("", Format::Toml, &env).unwrap();
         assert!(config.proxy.is_enabled());
         assert_eq!(config.proxy.listen.port(), 4791);
+    }
+
+    #[test]
+    fn app_http2_takes_its_three_values_and_names_itself_otherwise() {
+        let load = |value: &str| {
+            let text = format!("[proxy]\nupstream = \"127.0.0.1:8080\"\napp_http2 = \"{value}\"\n");
+            load_from_str(&text, Format::Toml, &HashMap::new())
+        };
+        assert_eq!(load("grpc").unwrap().proxy.app_http2, super::AppHttp2::Grpc);
+        assert_eq!(
+            load("always").unwrap().proxy.app_http2,
+            super::AppHttp2::Always
+        );
+        assert_eq!(
+            load("never").unwrap().proxy.app_http2,
+            super::AppHttp2::Never
+        );
+        let errors = load("sometimes").unwrap_err();
+        assert_eq!(errors.0[0].key, "proxy.app_http2", "{errors:?}");
     }
 
     #[test]

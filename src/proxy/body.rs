@@ -17,6 +17,7 @@ use super::identity::Identity;
 use super::upstream::AppBody;
 use super::Shared;
 use crate::telemetry::cardinality::KeyBuilder;
+use crate::telemetry::route::grpc_method;
 
 /// The error type of the bodies the proxy sends.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -101,16 +102,21 @@ struct Head {
 }
 
 impl Exchange {
-    /// Starts the record of a request (counted in flight from here).
+    /// Starts the record of a request (counted in flight from here). A
+    /// gRPC call (`grpc`) keeps its `/package.Service/Method` path as its route.
     pub fn start(
         shared: Arc<Shared>,
         started: Instant,
         method: &http::Method,
         path: &str,
+        grpc: bool,
         identity: Identity,
     ) -> Self {
         shared.metrics.in_flight.inc();
-        let route = shared.routes.normalize(path);
+        let route = match grpc.then(|| grpc_method(path)).flatten() {
+            Some(method) => std::borrow::Cow::Borrowed(method),
+            None => shared.routes.normalize(path),
+        };
         let method_label = super::metrics::method_label(method);
         // Method, route and status with their separators, allocated once.
         let mut key = KeyBuilder::with_capacity(method_label.len() + route.len() + 8);

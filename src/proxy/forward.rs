@@ -19,6 +19,7 @@ use super::body::{CountingBody, Exchange, Measured, ResponseBody};
 use super::timer::LoopTimer;
 use super::upstream::{LoopPool, Pinned, UpstreamError};
 use super::{identity, Shared};
+use crate::config::proxy::AppHttp2;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded except for an
 /// upgrade (names parsed once: a lookup by `&str` parses it every time).
@@ -35,6 +36,8 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
 /// A request body of at most this many bytes, with a `Content-Length` and
 /// no `Expect`, is read whole and sent with its head on the client
@@ -85,18 +88,27 @@ pub async fn handle(
     let started = Instant::now();
     let sampler = shared.spans.as_ref().map(|spans| &spans.sampler);
     let identity = identity::ensure_traced(request.headers_mut(), sampler);
+    let http1 = request.version() <= Version::HTTP_11;
+    // gRPC clients speak HTTP/2: HTTP/1 requests need no look.
+    let grpc = !http1 && is_grpc(request.headers());
     let mut exchange = Exchange::start(
         shared.clone(),
         started,
         request.method(),
         request.uri().path(),
+        grpc,
         identity,
     );
     if exchange.traced() {
         exchange.client(client.addr, request.version());
     }
     let upgrade = is_upgrade(request.headers());
-    let http1 = request.version() <= Version::HTTP_11;
+    let app_http2 = !upgrade
+        && match shared.app_http2 {
+            AppHttp2::Grpc => grpc,
+            AppHttp2::Always => true,
+            AppHttp2::Never => false,
+        };
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let authority = parts.uri.authority().cloned();
@@ -107,7 +119,7 @@ pub async fn handle(
         .exact()
         .is_some_and(|length| length <= PINNED_BODY_MAX)
         && !parts.headers.contains_key(header::EXPECT);
-    let pinned_path = http1 && !upgrade && (body.is_end_stream() || small_body);
+    let pinned_path = http1 && !upgrade && !app_http2 && (body.is_end_stream() || small_body);
     parts.uri = if pinned_path {
         // Sent as written: the request line must be in origin form.
         origin_form(&parts.uri)
@@ -115,14 +127,29 @@ pub async fn handle(
         // The pool finds the connection by the URI's authority (and sends origin form).
         upstream_uri(&shared.upstream, &parts.uri)
     };
-    parts.version = Version::HTTP_11;
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
-            parts.headers.insert(header::HOST, value);
+    if app_http2 {
+        parts.version = Version::HTTP_2;
+        // The URI's authority (the app's) is sent as `:authority`; a `Host`
+        // that differs from it is not allowed (RFC 9113 §8.3.1).
+        parts.headers.remove(header::HOST);
+    } else {
+        parts.version = Version::HTTP_11;
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                parts.headers.insert(header::HOST, value);
+            }
         }
     }
+    let trailers = app_http2 && accepts_trailers(&parts.headers);
     if !upgrade {
         strip_hop_by_hop(&mut parts.headers);
+    }
+    if trailers {
+        // `TE` is hop-by-hop, but gRPC servers require `te: trailers`, the
+        // one value HTTP/2 allows (RFC 9113 §8.2.2): kept for the app.
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
     }
     append_forwarded_for(&mut parts.headers, &client);
     let call = async {
@@ -137,7 +164,7 @@ pub async fn handle(
             let body = CountingBody::new(body, exchange.request_bytes.clone(), broke_off.clone());
             let response = on_loop
                 .pool
-                .client(shared.pool_settings)
+                .client(shared.pool_settings, app_http2)
                 .request(Request::from_parts(parts, body))
                 .await
                 .map_err(|error| {
@@ -165,11 +192,11 @@ pub async fn handle(
                 UpstreamError::ClientBody(_) => StatusCode::BAD_REQUEST,
                 _ => StatusCode::BAD_GATEWAY,
             };
-            return Ok(error_response(status, exchange));
+            return Ok(error_response(status, exchange, grpc));
         }
         None => {
             shared.metrics.upstream_error("timeout");
-            return Ok(error_response(StatusCode::GATEWAY_TIMEOUT, exchange));
+            return Ok(error_response(StatusCode::GATEWAY_TIMEOUT, exchange, grpc));
         }
     };
     exchange.head(answer.status().as_u16());
@@ -213,21 +240,43 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     }
 }
 
-/// The proxy's own answer when the app could not give one.
-fn error_response(status: StatusCode, mut exchange: Exchange) -> Response<Measured> {
+/// The proxy's own answer when the app could not give one. A gRPC call
+/// (`grpc`) gets it as a gRPC status too, in a trailers-only response
+/// (`grpc-status` and `grpc-message` in the head, no body): gRPC clients
+/// read that, not the text. The HTTP status stays (502, 504, 400), so the
+/// failure still counts as one in `http_requests_total`.
+fn error_response(status: StatusCode, mut exchange: Exchange, grpc: bool) -> Response<Measured> {
     exchange.head(status.as_u16());
     let text = match status {
-        StatusCode::GATEWAY_TIMEOUT => "sidewatch proxy: the app did not answer in time\n",
-        StatusCode::BAD_REQUEST => "sidewatch proxy: the request body broke off\n",
-        _ => "sidewatch proxy: the app is unreachable\n",
+        StatusCode::GATEWAY_TIMEOUT => "sidewatch proxy: the app did not answer in time",
+        StatusCode::BAD_REQUEST => "sidewatch proxy: the request body broke off",
+        _ => "sidewatch proxy: the app is unreachable",
     };
-    let body = Full::new(Bytes::from_static(text.as_bytes()));
-    let mut response = Response::new(Measured::new(ResponseBody::Own(body), exchange));
+    let (body, content_type) = if grpc {
+        (Bytes::new(), "application/grpc")
+    } else {
+        (
+            Bytes::from(format!("{text}\n")),
+            "text/plain; charset=utf-8",
+        )
+    };
+    let body = ResponseBody::Own(Full::new(body));
+    let mut response = Response::new(Measured::new(body, exchange));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if grpc {
+        // gRPC's own mapping of these HTTP statuses: 400 is INTERNAL (13),
+        // 502 and 504 are UNAVAILABLE (14), a call worth retrying.
+        let code = if status == StatusCode::BAD_REQUEST {
+            "13"
+        } else {
+            "14"
+        };
+        headers.insert(GRPC_STATUS, HeaderValue::from_static(code));
+        // Printable ASCII without `%`: nothing to percent-encode.
+        headers.insert(GRPC_MESSAGE, HeaderValue::from_static(text));
+    }
     response
 }
 
@@ -252,6 +301,36 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Whether `headers` are a gRPC request's: `content-type: application/grpc`,
+/// or a subtype (`application/grpc+proto`), with or without parameters
+/// (not gRPC-Web, `application/grpc-web`, which runs over HTTP/1.1).
+fn is_grpc(headers: &HeaderMap) -> bool {
+    const GRPC: &str = "application/grpc";
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let value = value.as_bytes();
+    value.len() >= GRPC.len()
+        && value[..GRPC.len()].eq_ignore_ascii_case(GRPC.as_bytes())
+        && matches!(value.get(GRPC.len()), None | Some(b'+' | b';'))
+}
+
+/// Whether the client accepts trailers (`TE: trailers`, among other codings).
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("trailers")
+        })
 }
 
 /// Removes hop-by-hop headers, including those `Connection` names. Most
@@ -360,6 +439,34 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key("accept"));
+    }
+
+    #[test]
+    fn grpc_requests_and_trailers_are_recognised() {
+        let with = |name: &'static str, value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_static(value));
+            headers
+        };
+        for grpc in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC;charset=utf-8",
+        ] {
+            assert!(is_grpc(&with("content-type", grpc)), "{grpc}");
+        }
+        for other in [
+            "application/grpc-web",
+            "application/json",
+            "application/grp",
+        ] {
+            assert!(!is_grpc(&with("content-type", other)), "{other}");
+        }
+        assert!(!is_grpc(&HeaderMap::new()));
+        assert!(accepts_trailers(&with("te", "trailers")));
+        assert!(accepts_trailers(&with("te", "deflate;q=0.5, Trailers")));
+        assert!(!accepts_trailers(&with("te", "gzip")));
+        assert!(!accepts_trailers(&HeaderMap::new()));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::proxy::ProxyConfig;
+use crate::config::proxy::{AppHttp2, ProxyConfig};
 use crate::telemetry::route::RouteNormalizer;
 pub use access::{AccessLog, AccessSource};
 pub use metrics::ProxyMetrics;
@@ -52,6 +52,8 @@ pub struct Shared {
     /// them keeps the pools and their open connections to the app.
     pool_settings: upstream::PoolSettings,
     upstream: http::uri::Authority,
+    /// Which requests reach the app over HTTP/2 (`proxy.app_http2`).
+    app_http2: AppHttp2,
     connect_timeout: Duration,
     response_timeout: Duration,
     metrics: ProxyMetrics,
@@ -143,6 +145,7 @@ impl Shared {
                 max_idle: config.pool_max_idle,
             },
             upstream,
+            app_http2: config.app_http2,
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
             metrics,

@@ -183,6 +183,15 @@ pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metric(text, name, labels).unwrap_or_else(|| panic!("{name}{labels:?} missing:\n{text}"))
 }
 
+/// `sidewatch_proxy_upstream_errors_total{reason}` in `text`.
+pub fn upstream_errors(text: &str, reason: &str) -> f64 {
+    value(
+        text,
+        "sidewatch_proxy_upstream_errors_total",
+        &[("reason", reason)],
+    )
+}
+
 /// Reads a response head (up to the blank line).
 pub async fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();

@@ -7,9 +7,10 @@
 //! closes, its app connection is kept in the event loop's
 //! [`IdleConnections`] for the next client connection. Requests with a
 //! larger or chunked body (which must stream to the app while its response
-//! may already stream back), HTTP/2 clients (many requests at once) and
+//! may already stream back), HTTP/2 clients (many requests at once),
+//! requests sent to the app over HTTP/2 (gRPC, `proxy.app_http2`) and
 //! upgrades (the app connection is handed over to the tunnel) go through
-//! hyper's keep-alive pool instead, one per event loop ([`LoopPool`]).
+//! hyper's keep-alive pools instead, one pair per event loop ([`LoopPool`]).
 
 mod body;
 mod connection;

@@ -1,6 +1,7 @@
-//! The keep-alive pool to the app (hyper's) for what cannot take a client
-//! connection's own app connection: requests with a body, HTTP/2 clients'
-//! requests and upgrades. There is one per event loop. hyper serves each
+//! The keep-alive pools to the app (hyper's, one for HTTP/1.1 and one for
+//! HTTP/2) for what cannot take a client connection's own app connection:
+//! requests with a larger body, HTTP/2 clients' requests, requests the app
+//! gets over HTTP/2 (gRPC) and upgrades. Each event loop has its own. hyper serves each
 //! pooled connection from a task spawned on the runtime that opened it, so
 //! a pool shared by the loops would hand a request from one loop to a
 //! connection task of the other — a cross-thread wake-up each way per
@@ -41,11 +42,22 @@ impl PoolSettings {
     }
 }
 
-/// One event loop's pool, rebuilt when a reload changes its settings (and
-/// only then: a reload that keeps them keeps the open connections).
+/// One event loop's pools, one per protocol to the app, rebuilt when a
+/// reload changes their settings (and only then: a reload that keeps them
+/// keeps the open connections).
 #[derive(Debug)]
 pub struct LoopPool<B = CountingBody> {
-    current: Mutex<Option<(PoolSettings, PooledClient<B>)>>,
+    current: Mutex<Option<Built<B>>>,
+}
+
+#[derive(Debug)]
+struct Built<B> {
+    settings: PoolSettings,
+    /// HTTP/1.1 keep-alive connections.
+    http1: PooledClient<B>,
+    /// HTTP/2 (h2c, prior knowledge): each connection carries many requests
+    /// at once, so a loop mostly keeps one.
+    http2: PooledClient<B>,
 }
 
 impl<B> Default for LoopPool<B> {
@@ -58,27 +70,35 @@ impl<B> Default for LoopPool<B> {
 
 impl<B> LoopPool<B>
 where
-    B: hyper::body::Body + Send + 'static,
+    B: hyper::body::Body + Send + 'static + Unpin,
     B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    /// The loop's client for `settings`.
-    pub fn client(&self, settings: PoolSettings) -> PooledClient<B> {
+    /// The loop's client for `settings`, speaking HTTP/2 to the app when
+    /// `http2` is set and HTTP/1.1 otherwise.
+    pub fn client(&self, settings: PoolSettings, http2: bool) -> PooledClient<B> {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        match &*current {
-            Some((built_with, client)) if *built_with == settings => client.clone(),
-            _ => {
-                let client = build(settings);
-                *current = Some((settings, client.clone()));
-                client
-            }
+        let built = match &mut *current {
+            Some(built) if built.settings == settings => built,
+            slot => slot.insert(Built {
+                settings,
+                http1: build(settings, false),
+                http2: build(settings, true),
+            }),
+        };
+        if http2 {
+            built.http2.clone()
+        } else {
+            built.http1.clone()
         }
     }
 }
 
-fn build<B>(settings: PoolSettings) -> PooledClient<B>
+fn build<B>(settings: PoolSettings, http2: bool) -> PooledClient<B>
 where
-    B: hyper::body::Body + Send + 'static,
+    B: hyper::body::Body + Send + 'static + Unpin,
     B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(settings.connect_timeout));
@@ -89,6 +109,7 @@ where
         .pool_idle_timeout(settings.idle_timeout)
         .pool_max_idle_per_host(settings.max_idle)
         .set_host(false)
+        .http2_only(http2)
         .build(connector)
 }
 
@@ -147,15 +168,15 @@ mod tests {
         let (uri, accepted) = app().await;
         let pool = LoopPool::<Empty<Bytes>>::default();
         for _ in 0..3 {
-            get(&pool.client(SETTINGS), &uri).await;
+            get(&pool.client(SETTINGS, false), &uri).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
         let changed = PoolSettings {
             max_idle: 8,
             ..SETTINGS
         };
-        get(&pool.client(changed), &uri).await;
-        get(&pool.client(changed), &uri).await;
+        get(&pool.client(changed, false), &uri).await;
+        get(&pool.client(changed, false), &uri).await;
         assert_eq!(
             accepted.load(Ordering::SeqCst),
             2,

@@ -1,0 +1,240 @@
+//! The proxy in front of apps that speak HTTP/2: a real gRPC server (tonic)
+//! reached by a real gRPC client through the proxy, and an HTTP/2-only app
+//! served to HTTP/1.1 clients with `proxy.app_http2 = "always"`.
+
+mod proxy_support;
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use proxy_support::{start, upstream_errors, value};
+use support::client;
+use tokio::net::TcpListener;
+
+/// What the gRPC app saw: the request IDs and trace parents of its calls.
+#[derive(Default)]
+struct Seen {
+    request_ids: Vec<String>,
+    traceparents: Vec<String>,
+}
+
+/// A gRPC app: `Export` answers with a partial success naming the spans it
+/// got, or with `UNAVAILABLE` when the call carries `x-fail`.
+#[derive(Clone, Default)]
+struct GrpcApp(Arc<Mutex<Seen>>);
+
+#[tonic::async_trait]
+impl TraceService for GrpcApp {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let header = |name| {
+            request
+                .metadata()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        {
+            let mut seen = self.0.lock().unwrap();
+            seen.request_ids.push(header("x-request-id"));
+            seen.traceparents.push(header("traceparent"));
+        }
+        if request.metadata().contains_key("x-fail") {
+            return Err(tonic::Status::unavailable("the app says no"));
+        }
+        let spans = request.get_ref().resource_spans.len() as i64;
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: spans,
+                error_message: format!("got {spans} resource spans"),
+            }),
+        }))
+    }
+}
+
+async fn spawn_grpc_app(app: GrpcApp) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(app))
+            .serve_with_incoming(incoming),
+    );
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_reach_a_grpc_app_over_http2_with_their_trailers() {
+    let app = GrpcApp::default();
+    let addr = spawn_grpc_app(app.clone()).await;
+    let (sidewatch, base) = start(addr, "").await;
+    let mut grpc = TraceServiceClient::connect(base.clone()).await.unwrap();
+    for spans in 0..3 {
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![Default::default(); spans],
+        };
+        // A unary response ends with `grpc-status` in trailers: the client
+        // fails the call if they do not come through.
+        let response = grpc.export(request).await.unwrap().into_inner();
+        let partial = response.partial_success.unwrap();
+        assert_eq!(partial.rejected_spans, spans as i64);
+        assert_eq!(partial.error_message, format!("got {spans} resource spans"));
+    }
+    let mut failing = tonic::Request::new(ExportTraceServiceRequest::default());
+    failing
+        .metadata_mut()
+        .insert("x-fail", "1".parse().unwrap());
+    let status = grpc.export(failing).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), "the app says no");
+
+    {
+        let seen = app.0.lock().unwrap();
+        assert_eq!(seen.request_ids.len(), 4);
+        for (id, parent) in seen.request_ids.iter().zip(&seen.traceparents) {
+            assert_eq!(id.len(), 36, "an injected UUID: {id:?}");
+            assert!(parent.starts_with("00-"), "a trace parent: {parent:?}");
+        }
+    }
+    let text = sidewatch.metrics().await;
+    let path = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    let calls = value(
+        &text,
+        "http_requests_total",
+        &[("method", "POST"), ("route", path), ("status", "200")],
+    );
+    assert_eq!(calls, 4.0, "gRPC answers errors with HTTP 200");
+    for reason in ["closed", "connect"] {
+        let errors = upstream_errors(&text, reason);
+        assert_eq!(errors, 0.0, "{reason}");
+    }
+    sidewatch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_http1_to_the_app_fails_as_502_when_http2_is_off() {
+    let addr = spawn_grpc_app(GrpcApp::default()).await;
+    let (sidewatch, base) = start(addr, "app_http2 = \"never\"").await;
+    let mut grpc = TraceServiceClient::connect(base).await.unwrap();
+    let status = grpc
+        .export(ExportTraceServiceRequest::default())
+        .await
+        .unwrap_err();
+    // The proxy's 502 carries its gRPC status: UNAVAILABLE, with the reason.
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), "sidewatch proxy: the app is unreachable");
+    let text = sidewatch.metrics().await;
+    let failed = value(
+        &text,
+        "http_requests_total",
+        &[
+            ("method", "POST"),
+            (
+                "route",
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            ),
+            ("status", "502"),
+        ],
+    );
+    assert_eq!(failed, 1.0, "counted against the 5xx SLO");
+    sidewatch.stop().await;
+}
+
+/// An app that speaks only HTTP/2 (prior knowledge) and answers with the
+/// protocol version, method, body length and `te` header it saw.
+async fn spawn_http2_only_app() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(
+                |request: hyper::Request<hyper::body::Incoming>| async move {
+                    let (parts, body) = request.into_parts();
+                    let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
+                    let te = parts.headers.get("te").and_then(|v| v.to_str().ok());
+                    let text = format!(
+                        "{:?} {} {} te={}",
+                        parts.version,
+                        parts.method,
+                        body.len(),
+                        te.unwrap_or("-")
+                    );
+                    Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from(text))))
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_only_app_serves_http1_clients_when_app_http2_is_always() {
+    let app = spawn_http2_only_app().await;
+    let http = client();
+    let (sidewatch, base) = start(app, "app_http2 = \"always\"").await;
+    for _ in 0..3 {
+        let response = http
+            .get(format!("{base}/api/orders/1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.version(), http::Version::HTTP_11);
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "HTTP/2.0 GET 0 te=-");
+    }
+    let response = http
+        .post(format!("{base}/api/orders/2"))
+        .header("te", "trailers, deflate;q=0.5")
+        .body(vec![b'x'; 1000])
+        .send()
+        .await
+        .unwrap();
+    // `TE` is hop-by-hop, but its `trailers` (which gRPC servers require)
+    // is passed on over HTTP/2, the one value HTTP/2 allows.
+    assert_eq!(
+        response.text().await.unwrap(),
+        "HTTP/2.0 POST 1000 te=trailers"
+    );
+    let text = sidewatch.metrics().await;
+    let gets = value(
+        &text,
+        "http_requests_total",
+        &[
+            ("method", "GET"),
+            ("route", "/api/orders/{id}"),
+            ("status", "200"),
+        ],
+    );
+    assert_eq!(gets, 3.0);
+    sidewatch.stop().await;
+
+    // The default sends HTTP/1.1 clients' requests as HTTP/1.1, which this
+    // app cannot read: the setting is what makes it work.
+    let (sidewatch, base) = start(app, "").await;
+    let response = http
+        .get(format!("{base}/api/orders/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    sidewatch.stop().await;
+}
