@@ -72,6 +72,7 @@ fn access_events(c: &mut Criterion) {
                             correlation_id: &r.correlation_id,
                             correlation_id_made: true,
                             trace_id: &r.trace_id,
+                            grpc_status: None,
                             aborted: false,
                         };
                         let meta = EventMeta {

@@ -82,7 +82,13 @@ async fn spawn_grpc_app(app: GrpcApp) -> SocketAddr {
 async fn grpc_calls_reach_a_grpc_app_over_http2_with_their_trailers() {
     let app = GrpcApp::default();
     let addr = spawn_grpc_app(app.clone()).await;
-    let (sidewatch, base) = start(addr, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let sinks = format!(
+        "[[logs.sinks]]\ntype = \"file\"\npath = '{}'\n",
+        log.display()
+    );
+    let (sidewatch, base) = start(addr, &sinks).await;
     let mut grpc = TraceServiceClient::connect(base.clone()).await.unwrap();
     for spans in 0..3 {
         let request = ExportTraceServiceRequest {
@@ -119,11 +125,37 @@ async fn grpc_calls_reach_a_grpc_app_over_http2_with_their_trailers() {
         &[("method", "POST"), ("route", path), ("status", "200")],
     );
     assert_eq!(calls, 4.0, "gRPC answers errors with HTTP 200");
+    let service = "opentelemetry.proto.collector.trace.v1.TraceService";
+    let handled = |code| {
+        value(
+            &text,
+            "grpc_server_handled_total",
+            &[
+                ("grpc_service", service),
+                ("grpc_method", "Export"),
+                ("grpc_code", code),
+            ],
+        )
+    };
+    assert_eq!(handled("OK"), 3.0, "grpc-status 0 from the trailers");
+    assert_eq!(handled("Unavailable"), 1.0, "from a trailers-only answer");
     for reason in ["closed", "connect"] {
         let errors = upstream_errors(&text, reason);
         assert_eq!(errors, 0.0, "{reason}");
     }
     sidewatch.stop().await;
+
+    // The access-log events carry the calls' gRPC statuses.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut statuses: Vec<_> = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .map(|event| (event["route"].clone(), event["grpc_status"].clone()))
+        .collect();
+    statuses.sort_by_key(|(_, status)| status.as_u64());
+    let route = serde_json::json!(path);
+    let expected = [0, 0, 0, 14].map(|code| (route.clone(), serde_json::json!(code)));
+    assert_eq!(statuses, expected, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,6 +184,19 @@ async fn grpc_over_http1_to_the_app_fails_as_502_when_http2_is_off() {
         ],
     );
     assert_eq!(failed, 1.0, "counted against the 5xx SLO");
+    let handled = value(
+        &text,
+        "grpc_server_handled_total",
+        &[
+            (
+                "grpc_service",
+                "opentelemetry.proto.collector.trace.v1.TraceService",
+            ),
+            ("grpc_method", "Export"),
+            ("grpc_code", "Unavailable"),
+        ],
+    );
+    assert_eq!(handled, 1.0);
     sidewatch.stop().await;
 }
 

@@ -142,6 +142,8 @@ pub struct Finished<'a> {
     pub request_id: &'a str,
     /// The client went away before the response ended.
     pub aborted: bool,
+    /// A gRPC call's status code (its `route` is then `/Service/Method`).
+    pub grpc_status: Option<u16>,
 }
 
 impl ServerSpan {
@@ -170,7 +172,18 @@ impl ServerSpan {
         if let Some(client) = done.client_address {
             attributes.push(string_attribute("client.address", client.to_string()));
         }
-        let status = if done.status >= 500 {
+        // A gRPC call: named `Service/Method` with RPC attributes; a server
+        // span's error codes are those the server is to blame for.
+        let rpc = done.route.strip_prefix('/').unwrap_or(done.route);
+        let grpc = done.grpc_status.map(|code| {
+            let (service, method) = rpc.split_once('/').unwrap_or_default();
+            attributes.push(string_attribute("rpc.system", "grpc"));
+            attributes.push(string_attribute("rpc.service", service));
+            attributes.push(string_attribute("rpc.method", method));
+            attributes.push(int("rpc.grpc.status_code", i64::from(code)));
+            matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+        });
+        let status = if done.status >= 500 || grpc == Some(true) {
             Status {
                 code: StatusCode::Error as i32,
                 message: String::new(),
@@ -200,7 +213,10 @@ impl ServerSpan {
                 } else {
                     0
                 },
-            name: format!("{} {}", done.method, done.route),
+            name: match grpc {
+                Some(_) => rpc.to_owned(),
+                None => format!("{} {}", done.method, done.route),
+            },
             kind: SpanKind::Server as i32,
             start_time_unix_nano: unix_nanos(self.start),
             end_time_unix_nano: unix_nanos(end).max(unix_nanos(self.start)),
@@ -335,6 +351,7 @@ mod tests {
             response_bytes: 10,
             request_id: "r-1",
             aborted: false,
+            grpc_status: None,
         };
         let out = span.finish(&done, SystemTime::now());
         assert_eq!(out.name, "GET /users/{id}");
@@ -342,5 +359,32 @@ mod tests {
         assert_eq!(out.parent_span_id, vec![3; 8]);
         assert_eq!(out.status.unwrap().code, StatusCode::Error as i32);
         assert!(out.attributes.iter().any(|kv| kv.key == "http.route"));
+
+        // A gRPC call answered 200 with UNAVAILABLE is an error, named as RPCs are.
+        let call = Finished {
+            method: "POST",
+            route: "/shop.v1.Orders/Create",
+            status: 200,
+            grpc_status: Some(14),
+            ..done
+        };
+        let out = span.finish(&call, SystemTime::now());
+        assert_eq!(out.name, "shop.v1.Orders/Create");
+        assert_eq!(out.status.unwrap().code, StatusCode::Error as i32);
+        let attribute = |key: &str| out.attributes.iter().find(|kv| kv.key == key).cloned();
+        let text = |key| match attribute(key).and_then(|kv| kv.value?.value) {
+            Some(any_value::Value::StringValue(text)) => text,
+            other => panic!("{key}: {other:?}"),
+        };
+        assert_eq!(text("rpc.service"), "shop.v1.Orders");
+        assert_eq!(text("rpc.method"), "Create");
+        let code = attribute("rpc.grpc.status_code").and_then(|kv| kv.value?.value);
+        assert_eq!(code, Some(any_value::Value::IntValue(14)));
+        let ok = Finished {
+            grpc_status: Some(5), // NOT_FOUND: the caller's, not the server's, fault
+            ..call
+        };
+        let out = span.finish(&ok, SystemTime::now());
+        assert_ne!(out.status.unwrap().code, StatusCode::Error as i32);
     }
 }

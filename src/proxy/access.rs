@@ -58,6 +58,8 @@ pub struct AccessRecord<'a> {
     pub correlation_id_made: bool,
     /// The trace ID of the forwarded `traceparent`.
     pub trace_id: &'a str,
+    /// A gRPC call's status (`grpc-status`; see [`crate::proxy`]'s gRPC notes).
+    pub grpc_status: Option<u16>,
     /// Whether the client went away before the response ended.
     pub aborted: bool,
 }
@@ -101,6 +103,9 @@ impl AccessRecord<'_> {
         // Checked as 32 hex digits, or made (`identity`): an ID, never a secret,
         // though 13 of its digits in a row could pass for a card number.
         fields.push_vetted("trace_id", self.trace_id.into());
+        if let Some(code) = self.grpc_status {
+            fields.push_vetted("grpc_status", code.into());
+        }
         if self.aborted {
             fields.push("aborted", true.into());
         }
@@ -261,6 +266,7 @@ mod tests {
             correlation_id: "id",
             correlation_id_made: false,
             trace_id: "t",
+            grpc_status: None,
             aborted: false,
         });
     }
@@ -311,6 +317,7 @@ mod tests {
                 correlation_id: "0193a4b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b",
                 correlation_id_made: made,
                 trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+                grpc_status: None,
                 aborted: false,
             }
             .to_fields();

@@ -13,11 +13,11 @@ use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::access::AccessRecord;
+use super::grpc;
 use super::identity::Identity;
 use super::upstream::AppBody;
 use super::Shared;
 use crate::telemetry::cardinality::KeyBuilder;
-use crate::telemetry::route::grpc_method;
 
 /// The error type of the bodies the proxy sends.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -94,6 +94,10 @@ pub struct Exchange {
     ended: bool,
     /// For the span: the client's address and HTTP version.
     peer: Option<(std::net::IpAddr, &'static str)>,
+    /// A gRPC call's service and method (see [`Exchange::start`]).
+    grpc_key: Option<KeyBuilder>,
+    /// A gRPC call's `grpc-status`, once seen.
+    grpc_status: Option<u16>,
 }
 
 struct Head {
@@ -113,10 +117,19 @@ impl Exchange {
         identity: Identity,
     ) -> Self {
         shared.metrics.in_flight.inc();
-        let route = match grpc.then(|| grpc_method(path)).flatten() {
-            Some(method) => std::borrow::Cow::Borrowed(method),
+        let grpc_method = grpc.then(|| grpc::method(path)).flatten();
+        let route = match grpc_method {
+            Some(_) => std::borrow::Cow::Borrowed(path),
             None => shared.routes.normalize(path),
         };
+        // Service and method, the call's `grpc_server_handled_total` series
+        // once its status is known.
+        let grpc_key = grpc_method.map(|(service, method)| {
+            let mut key = KeyBuilder::with_capacity(service.len() + method.len() + 24);
+            key.push(service);
+            key.push(method);
+            key
+        });
         let method_label = super::metrics::method_label(method);
         // Method, route and status with their separators, allocated once.
         let mut key = KeyBuilder::with_capacity(method_label.len() + route.len() + 8);
@@ -138,9 +151,31 @@ impl Exchange {
             response_bytes: 0,
             ended: false,
             peer: None,
+            grpc_key,
+            grpc_status: None,
             started,
             shared,
         }
+    }
+
+    /// Whether the request is a gRPC call (with a `/Service/Method` path).
+    pub fn is_grpc(&self) -> bool {
+        self.grpc_key.is_some()
+    }
+
+    /// Takes a gRPC call's status from `headers` (trailers, or the head of
+    /// a trailers-only response) when they carry one.
+    pub fn read_grpc_status(&mut self, headers: &http::HeaderMap) {
+        if self.is_grpc() {
+            if let Some(code) = grpc::status(headers) {
+                self.grpc_status = Some(code);
+            }
+        }
+    }
+
+    /// Sets a gRPC call's status (the proxy's own answer).
+    pub fn set_grpc_status(&mut self, code: u16) {
+        self.grpc_status = Some(code);
     }
 
     /// Whether the request is sampled and gets a span.
@@ -186,6 +221,18 @@ impl Drop for Exchange {
         let request_bytes = self.request_bytes.load(Ordering::Relaxed);
         metrics.sizes(self.key.as_str(), request_bytes, self.response_bytes);
         let (status, seconds) = (head.status, head.seconds);
+        let grpc_status = self.grpc_key.as_mut().map(|key| {
+            // No status seen: the client went away first, or the response
+            // was not gRPC's (its HTTP status says what a client makes of it).
+            let code = match self.grpc_status {
+                Some(code) => code,
+                None if aborted => grpc::CANCELED,
+                None => grpc::status_of_http(status),
+            };
+            key.push(grpc::code_name(code));
+            metrics.grpc_handled(key.as_str());
+            code
+        });
         if let (Some(span), Some(spans)) = (&self.identity.span, &self.shared.spans) {
             let done = crate::otlp::traces::Finished {
                 method: self.method.as_str(),
@@ -198,6 +245,7 @@ impl Drop for Exchange {
                 response_bytes: self.response_bytes,
                 request_id: &self.identity.request_id,
                 aborted,
+                grpc_status,
             };
             spans.emit(span.finish(&done, std::time::SystemTime::now()));
         }
@@ -214,6 +262,7 @@ impl Drop for Exchange {
                 correlation_id: &self.identity.request_id,
                 correlation_id_made: self.identity.request_id_made,
                 trace_id: &self.identity.trace_id,
+                grpc_status,
                 aborted,
             });
         }
@@ -287,6 +336,8 @@ impl Body for Measured {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.exchange.response_bytes += data.len() as u64;
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    this.exchange.read_grpc_status(trailers);
                 }
                 if this.inner.is_end_stream() {
                     this.exchange.ended = true;

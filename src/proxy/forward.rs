@@ -16,6 +16,7 @@ use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 
 use super::body::{CountingBody, Exchange, Measured, ResponseBody};
+use super::grpc::{self, GRPC_MESSAGE, GRPC_STATUS};
 use super::timer::LoopTimer;
 use super::upstream::{LoopPool, Pinned, UpstreamError};
 use super::{identity, Shared};
@@ -36,8 +37,6 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
 /// A request body of at most this many bytes, with a `Content-Length` and
 /// no `Expect`, is read whole and sent with its head on the client
@@ -90,13 +89,13 @@ pub async fn handle(
     let identity = identity::ensure_traced(request.headers_mut(), sampler);
     let http1 = request.version() <= Version::HTTP_11;
     // gRPC clients speak HTTP/2: HTTP/1 requests need no look.
-    let grpc = !http1 && is_grpc(request.headers());
+    let grpc_call = !http1 && grpc::is_grpc(request.headers());
     let mut exchange = Exchange::start(
         shared.clone(),
         started,
         request.method(),
         request.uri().path(),
-        grpc,
+        grpc_call,
         identity,
     );
     if exchange.traced() {
@@ -105,7 +104,7 @@ pub async fn handle(
     let upgrade = is_upgrade(request.headers());
     let app_http2 = !upgrade
         && match shared.app_http2 {
-            AppHttp2::Grpc => grpc,
+            AppHttp2::Grpc => grpc_call,
             AppHttp2::Always => true,
             AppHttp2::Never => false,
         };
@@ -192,14 +191,15 @@ pub async fn handle(
                 UpstreamError::ClientBody(_) => StatusCode::BAD_REQUEST,
                 _ => StatusCode::BAD_GATEWAY,
             };
-            return Ok(error_response(status, exchange, grpc));
+            return Ok(error_response(status, exchange));
         }
         None => {
             shared.metrics.upstream_error("timeout");
-            return Ok(error_response(StatusCode::GATEWAY_TIMEOUT, exchange, grpc));
+            return Ok(error_response(StatusCode::GATEWAY_TIMEOUT, exchange));
         }
     };
     exchange.head(answer.status().as_u16());
+    exchange.read_grpc_status(answer.headers()); // a trailers-only response
     match client_side {
         Some(client_side) if answer.status() == StatusCode::SWITCHING_PROTOCOLS => {
             let upstream_side = hyper::upgrade::on(&mut answer);
@@ -241,42 +241,38 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
 }
 
 /// The proxy's own answer when the app could not give one. A gRPC call
-/// (`grpc`) gets it as a gRPC status too, in a trailers-only response
-/// (`grpc-status` and `grpc-message` in the head, no body): gRPC clients
-/// read that, not the text. The HTTP status stays (502, 504, 400), so the
-/// failure still counts as one in `http_requests_total`.
-fn error_response(status: StatusCode, mut exchange: Exchange, grpc: bool) -> Response<Measured> {
+/// gets it as a gRPC status too, in a trailers-only response (`grpc-status`
+/// and `grpc-message` in the head, no body): gRPC clients read that, not the
+/// text. The HTTP status stays (502, 504, 400), so the failure still counts
+/// as one in `http_requests_total`.
+fn error_response(status: StatusCode, mut exchange: Exchange) -> Response<Measured> {
     exchange.head(status.as_u16());
     let text = match status {
         StatusCode::GATEWAY_TIMEOUT => "sidewatch proxy: the app did not answer in time",
         StatusCode::BAD_REQUEST => "sidewatch proxy: the request body broke off",
         _ => "sidewatch proxy: the app is unreachable",
     };
-    let (body, content_type) = if grpc {
-        (Bytes::new(), "application/grpc")
+    let mut headers = HeaderMap::new();
+    let body = if exchange.is_grpc() {
+        // gRPC's own mapping of these HTTP statuses: 400 is INTERNAL, 502
+        // and 504 are UNAVAILABLE, a call worth retrying.
+        let code = grpc::status_of_error(status);
+        exchange.set_grpc_status(code);
+        let grpc = HeaderValue::from_static("application/grpc");
+        headers.insert(header::CONTENT_TYPE, grpc);
+        headers.insert(GRPC_STATUS, HeaderValue::from(code));
+        // Printable ASCII without `%`: nothing to percent-encode.
+        headers.insert(GRPC_MESSAGE, HeaderValue::from_static(text));
+        Bytes::new()
     } else {
-        (
-            Bytes::from(format!("{text}\n")),
-            "text/plain; charset=utf-8",
-        )
+        let plain = HeaderValue::from_static("text/plain; charset=utf-8");
+        headers.insert(header::CONTENT_TYPE, plain);
+        Bytes::from(format!("{text}\n"))
     };
     let body = ResponseBody::Own(Full::new(body));
     let mut response = Response::new(Measured::new(body, exchange));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if grpc {
-        // gRPC's own mapping of these HTTP statuses: 400 is INTERNAL (13),
-        // 502 and 504 are UNAVAILABLE (14), a call worth retrying.
-        let code = if status == StatusCode::BAD_REQUEST {
-            "13"
-        } else {
-            "14"
-        };
-        headers.insert(GRPC_STATUS, HeaderValue::from_static(code));
-        // Printable ASCII without `%`: nothing to percent-encode.
-        headers.insert(GRPC_MESSAGE, HeaderValue::from_static(text));
-    }
+    *response.headers_mut() = headers;
     response
 }
 
@@ -301,20 +297,6 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-}
-
-/// Whether `headers` are a gRPC request's: `content-type: application/grpc`,
-/// or a subtype (`application/grpc+proto`), with or without parameters
-/// (not gRPC-Web, `application/grpc-web`, which runs over HTTP/1.1).
-fn is_grpc(headers: &HeaderMap) -> bool {
-    const GRPC: &str = "application/grpc";
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return false;
-    };
-    let value = value.as_bytes();
-    value.len() >= GRPC.len()
-        && value[..GRPC.len()].eq_ignore_ascii_case(GRPC.as_bytes())
-        && matches!(value.get(GRPC.len()), None | Some(b'+' | b';'))
 }
 
 /// Whether the client accepts trailers (`TE: trailers`, among other codings).
@@ -442,30 +424,15 @@ mod tests {
     }
 
     #[test]
-    fn grpc_requests_and_trailers_are_recognised() {
-        let with = |name: &'static str, value: &'static str| {
+    fn trailers_are_recognised() {
+        let with = |value: &'static str| {
             let mut headers = HeaderMap::new();
-            headers.insert(name, HeaderValue::from_static(value));
+            headers.insert("te", HeaderValue::from_static(value));
             headers
         };
-        for grpc in [
-            "application/grpc",
-            "application/grpc+proto",
-            "Application/GRPC;charset=utf-8",
-        ] {
-            assert!(is_grpc(&with("content-type", grpc)), "{grpc}");
-        }
-        for other in [
-            "application/grpc-web",
-            "application/json",
-            "application/grp",
-        ] {
-            assert!(!is_grpc(&with("content-type", other)), "{other}");
-        }
-        assert!(!is_grpc(&HeaderMap::new()));
-        assert!(accepts_trailers(&with("te", "trailers")));
-        assert!(accepts_trailers(&with("te", "deflate;q=0.5, Trailers")));
-        assert!(!accepts_trailers(&with("te", "gzip")));
+        assert!(accepts_trailers(&with("trailers")));
+        assert!(accepts_trailers(&with("deflate;q=0.5, Trailers")));
+        assert!(!accepts_trailers(&with("gzip")));
         assert!(!accepts_trailers(&HeaderMap::new()));
     }
 

@@ -77,6 +77,8 @@ pub struct ProxyMetrics {
     /// `sidewatch_proxy_upstream_idle_connections`: app connections kept
     /// open after their client connection closed, for the next one.
     pub upstream_idle: Gauge,
+    /// `grpc_server_handled_total{grpc_service,grpc_method,grpc_code}`.
+    grpc_handled: CappedFamily<Counter>,
 }
 
 impl ProxyMetrics {
@@ -118,6 +120,16 @@ impl ProxyMetrics {
             client_aborts: Counter::default(),
             access_log_dropped: Counter::default(),
             upstream_idle: Gauge::default(),
+            grpc_handled: CappedFamily::new(
+                vec![
+                    "grpc_service".into(),
+                    "grpc_method".into(),
+                    "grpc_code".into(),
+                ],
+                limit,
+                overflow.counter("grpc_server_handled_total"),
+                Counter::default,
+            ),
         };
         for reason in UPSTREAM_REASONS {
             let _ = metrics.upstream_errors.get_or_create(&[("reason", reason)]);
@@ -193,6 +205,11 @@ impl ProxyMetrics {
             metrics.access_log_dropped.clone(),
         );
         registry.register(
+            "grpc_server_handled",
+            "gRPC calls answered through the proxy, by service, method and gRPC status code (as go-grpc-prometheus names them, without grpc_type)",
+            metrics.grpc_handled.clone(),
+        );
+        registry.register(
             "sidewatch_proxy_upstream_idle_connections",
             "Idle app connections kept open after their client connection closed, for the next client connection",
             metrics.upstream_idle.clone(),
@@ -222,6 +239,14 @@ impl ProxyMetrics {
         });
         self.duration.with(key, |h| {
             h.observe(seconds, Some(TraceLabel::new(trace_id)), None)
+        });
+    }
+
+    /// Counts a finished gRPC call; `key` holds service, method and code
+    /// name (a [`crate::telemetry::cardinality::KeyBuilder`] key).
+    pub fn grpc_handled(&self, key: &str) {
+        self.grpc_handled.with(key, |c| {
+            c.inc();
         });
     }
 

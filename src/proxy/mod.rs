@@ -4,7 +4,8 @@
 //!
 //! Clients speak HTTP/1.1 (keep-alive, upgrades such as WebSocket spliced
 //! through) or HTTP/2 with prior knowledge (h2c); the app is reached over
-//! HTTP/1.1: requests of an HTTP/1 client connection without a body or
+//! HTTP/1.1, except gRPC calls (HTTP/2, see `proxy.app_http2` and
+//! `proxy::grpc`): requests of an HTTP/1 client connection without a body or
 //! with a small one (read whole: at most 16 KiB with a `Content-Length`) on
 //! an app connection pinned to it, larger or chunked bodies, HTTP/2 clients
 //! and upgrades through each event loop's keep-alive pool (see
@@ -22,6 +23,7 @@ mod body;
 mod coalesce;
 mod event_loop;
 mod forward;
+mod grpc;
 pub mod identity;
 pub mod metrics;
 mod timer;

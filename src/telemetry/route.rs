@@ -120,22 +120,6 @@ fn strip_origin(path: &str) -> &str {
     path
 }
 
-/// A gRPC call's path, `/package.Service/Method`, when `path` is one: its
-/// route as it stands (names from the service's definition, never IDs; the
-/// series cap still bounds them), where the ID rules would take a versioned
-/// package such as `foo.v1.Orders` for a token.
-pub fn grpc_method(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix('/')?;
-    let (service, method) = rest.split_once('/')?;
-    let name = |s: &str| {
-        !s.is_empty()
-            && s.len() <= MAX_ROUTE_BYTES / 2
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-    };
-    (name(service) && name(method) && !method.contains('.')).then_some(path)
-}
-
 fn collapse(path: &str) -> String {
     let mut out = String::with_capacity(path.len().min(MAX_ROUTE_BYTES));
     for (i, segment) in path.split('/').enumerate() {
@@ -192,18 +176,6 @@ mod tests {
     fn n(templates: &[&str]) -> RouteNormalizer {
         let t: Vec<String> = templates.iter().map(|s| s.to_string()).collect();
         RouteNormalizer::new(&t).unwrap()
-    }
-
-    #[test]
-    fn grpc_paths_are_kept_whole() {
-        let path = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-        assert_eq!(grpc_method(path), Some(path));
-        assert_eq!(grpc_method("/Health/Check"), Some("/Health/Check"));
-        for not_grpc in [
-            "/a", "/a/b/c", "//Check", "/svc/", "/svc/a.b", "/s?x/m", "x/y",
-        ] {
-            assert_eq!(grpc_method(not_grpc), None, "{not_grpc}");
-        }
     }
 
     #[test]

@@ -38,6 +38,7 @@ struct Fixed {
     request_bytes: u64,
     response_bytes: u64,
     correlation_id_made: bool,
+    grpc_status: Option<u16>,
     aborted: bool,
     start: usize,
     lengths: [usize; 4],
@@ -73,6 +74,7 @@ impl Pending {
             request_bytes: record.request_bytes,
             response_bytes: record.response_bytes,
             correlation_id_made: record.correlation_id_made,
+            grpc_status: record.grpc_status,
             aborted: record.aborted,
             start,
             lengths: strings.map(str::len),
@@ -100,6 +102,7 @@ impl Pending {
             correlation_id,
             correlation_id_made: fixed.correlation_id_made,
             trace_id,
+            grpc_status: fixed.grpc_status,
             aborted: fixed.aborted,
         }
     }
@@ -223,6 +226,7 @@ mod tests {
             correlation_id: id,
             correlation_id_made: false,
             trace_id: "",
+            grpc_status: None,
             aborted: false,
         }
     }

@@ -1,0 +1,171 @@
+//! gRPC calls through the proxy: recognising them, their route
+//! (`/package.Service/Method`), and their status, which gRPC carries in
+//! `grpc-status` (in the trailers, or in the head of a trailers-only
+//! response) while the HTTP status stays `200`.
+
+use http::header::{self, HeaderMap, HeaderName};
+use http::StatusCode;
+
+/// The gRPC status header (and trailer).
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+/// The gRPC status message header (and trailer).
+pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+/// The names of gRPC's status codes 0–16, as gRPC's own libraries (and
+/// go-grpc-prometheus's `grpc_code` label) spell them.
+const CODE_NAMES: [&str; 17] = [
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+
+/// `CANCELLED`: the client went away before the call ended.
+pub const CANCELED: u16 = 1;
+/// `UNKNOWN`.
+const UNKNOWN: u16 = 2;
+/// `INTERNAL`.
+pub const INTERNAL: u16 = 13;
+/// `UNAVAILABLE`: worth retrying.
+pub const UNAVAILABLE: u16 = 14;
+
+/// Whether `headers` are a gRPC request's: `content-type: application/grpc`,
+/// or a subtype (`application/grpc+proto`), with or without parameters
+/// (not gRPC-Web, `application/grpc-web`, which runs over HTTP/1.1).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    const GRPC: &str = "application/grpc";
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let value = value.as_bytes();
+    value.len() >= GRPC.len()
+        && value[..GRPC.len()].eq_ignore_ascii_case(GRPC.as_bytes())
+        && matches!(value.get(GRPC.len()), None | Some(b'+' | b';'))
+}
+
+/// A gRPC call's path, `/package.Service/Method`, as service and method,
+/// when `path` is one. Its route is the path as it stands: names from the
+/// service's definition, never IDs (the series cap still bounds them),
+/// where the ID rules would take a versioned package such as
+/// `foo.v1.Orders` for a token.
+pub fn method(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix('/')?;
+    let (service, method) = rest.split_once('/')?;
+    let name = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    };
+    (name(service) && name(method) && !method.contains('.')).then_some((service, method))
+}
+
+/// The `grpc-status` in `headers` (trailers, or a trailers-only head).
+pub fn status(headers: &HeaderMap) -> Option<u16> {
+    headers.get(GRPC_STATUS)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The status a gRPC client derives from a response that ended without a
+/// `grpc-status`, by gRPC's HTTP-to-gRPC mapping ("HTTP to gRPC Status Code
+/// Mapping" in gRPC's docs).
+pub fn status_of_http(status: u16) -> u16 {
+    match status {
+        400 => INTERNAL,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502..=504 => UNAVAILABLE,
+        _ => UNKNOWN,
+    }
+}
+
+/// The proxy's own gRPC status for its `status` answer: 400 (the client's
+/// body broke off) is `INTERNAL`, 502 and 504 are `UNAVAILABLE`.
+pub fn status_of_error(status: StatusCode) -> u16 {
+    status_of_http(status.as_u16())
+}
+
+/// The name of status `code` (`Unknown` for codes gRPC does not define).
+pub fn code_name(code: u16) -> &'static str {
+    CODE_NAMES
+        .get(usize::from(code))
+        .copied()
+        .unwrap_or(CODE_NAMES[usize::from(UNKNOWN)])
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn with(name: &'static str, value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn grpc_requests_are_recognised() {
+        for grpc in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC;charset=utf-8",
+        ] {
+            assert!(is_grpc(&with("content-type", grpc)), "{grpc}");
+        }
+        for other in [
+            "application/grpc-web",
+            "application/json",
+            "application/grp",
+        ] {
+            assert!(!is_grpc(&with("content-type", other)), "{other}");
+        }
+        assert!(!is_grpc(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn grpc_paths_are_kept_whole() {
+        let path = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+        let expected = (
+            "opentelemetry.proto.collector.trace.v1.TraceService",
+            "Export",
+        );
+        assert_eq!(method(path), Some(expected));
+        assert_eq!(method("/Health/Check"), Some(("Health", "Check")));
+        for not_grpc in [
+            "/a", "/a/b/c", "//Check", "/svc/", "/svc/a.b", "/s?x/m", "x/y",
+        ] {
+            assert_eq!(method(not_grpc), None, "{not_grpc}");
+        }
+    }
+
+    #[test]
+    fn statuses_are_read_mapped_and_named() {
+        assert_eq!(status(&with("grpc-status", "14")), Some(14));
+        assert_eq!(status(&with("grpc-status", "x")), None);
+        assert_eq!(status(&HeaderMap::new()), None);
+        assert_eq!(code_name(0), "OK");
+        assert_eq!(code_name(14), "Unavailable");
+        assert_eq!(code_name(16), "Unauthenticated");
+        assert_eq!(code_name(99), "Unknown");
+        assert_eq!(status_of_error(StatusCode::BAD_GATEWAY), UNAVAILABLE);
+        assert_eq!(status_of_error(StatusCode::GATEWAY_TIMEOUT), UNAVAILABLE);
+        assert_eq!(status_of_error(StatusCode::BAD_REQUEST), INTERNAL);
+        assert_eq!(status_of_http(404), 12);
+        assert_eq!(status_of_http(500), UNKNOWN);
+    }
+}
