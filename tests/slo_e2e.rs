@@ -37,6 +37,7 @@ const NOT_PRODUCED: &[(&str, &str)] = &[
     ("sidewatch_sink_retries_total", "network sinks with retries (Loki/OTLP issue); the demo writes to stdout"),
     ("sidewatch_buffer_", "sink disk buffers (Loki/OTLP issue); the demo writes to stdout"),
     ("sidewatch_dead_letter_events_total", "dead-lettering network sinks (Loki/OTLP issue)"),
+    ("grpc_server_handled_total", "gRPC calls through the proxy (tests/proxy_grpc.rs); the demo app speaks plain HTTP"),
 ];
 
 /// Dashboard variables as the test substitutes them. `$metric`/`$label`

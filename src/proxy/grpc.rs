@@ -64,9 +64,10 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 pub fn method(path: &str) -> Option<(&str, &str)> {
     let rest = path.strip_prefix('/')?;
     let (service, method) = rest.split_once('/')?;
+    // Each name at most 126 bytes: the route fits `MAX_ROUTE_BYTES` (256).
     let name = |s: &str| {
         !s.is_empty()
-            && s.len() <= 128
+            && s.len() <= 126
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
     };
