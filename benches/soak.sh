@@ -138,9 +138,15 @@ while kill -0 "$writer" 2>/dev/null; do
   sleep 1
   t=$((SECONDS - t0))
   if [ $k -lt 3 ] && [ "$t" -ge "${kills[$k]}" ]; then
-    curl -s -m 2 -X POST "http://127.0.0.1:$control/kill?written=$(tr -d ' ' < "$work/progress")" >/dev/null
+    # The boundary ("lines written before the SIGKILL") is read after the
+    # kill: read before it, the lines written in between (about 10 ms of
+    # them) could reach the old process and, resent after the restart,
+    # count as unexplained duplicates. 50 ms lets the writer's burst in
+    # progress at the kill record its count.
     retire_sidewatch
     kill -KILL "$sw_pid"; wait "$sw_pid" 2>/dev/null || true
+    sleep 0.05
+    curl -s -m 2 -X POST "http://127.0.0.1:$control/kill?written=$(tr -d ' ' < "$work/progress")" >/dev/null
     echo "  -- t=$t s: SIGKILL sidewatch (run $run); restart in 2 s" | tee -a "$work/events"
     sleep 2
     start_sidewatch

@@ -415,3 +415,130 @@ fn a_rotation_after_a_restart_repeats_nothing() {
         Some(&*format!("{{\"seq\":{:06}}}", seq - 1))
     );
 }
+
+#[test]
+fn a_rename_missed_by_a_scan_after_a_restart_repeats_nothing() {
+    // The soak's hypotheses in deterministic form: a restart with ranges
+    // still pending (read position well past the checkpoint); a scan that
+    // misses the renamed file (as a directory listing racing the rename
+    // can), so it is read to its end and released (`rotate_wait` is 0 here)
+    // before the next scan finds it again under its new name; and a new
+    // `app.log` whose inode is one the restored checkpoint still lists (as
+    // ext4 reuses a freed inode at once), under another fingerprint.
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app.log");
+    let mut seq = 0;
+    let mut lines = |n: usize| {
+        let mut text = String::new();
+        for _ in 0..n {
+            text.push_str(&format!("{{\"seq\":{seq:06}}}\n"));
+            seq += 1;
+        }
+        text
+    };
+    let mut opts = options(dir.path(), "app.log*");
+    opts.chunk_bytes = 256;
+    let log = Log::default();
+    let mut tailer = Tailer::new(opts.clone(), None);
+    append(&app, &lines(50));
+    tailer.scan(&log);
+    drain(&mut tailer, &log);
+    append(&app, &lines(30));
+    let mut unacked = Vec::new();
+    tailer.read(&mut unacked, &log);
+    let mut saved = tailer.checkpoints();
+    drop(tailer);
+    // The file that will be the next app.log, created now so that its
+    // inode can be listed in the checkpoint as a file deleted long ago.
+    let next = dir.path().join("next");
+    fs::write(&next, b"").unwrap();
+    let next_ino = fs::metadata(&next).unwrap().ino();
+    let stale = |fingerprint, offset| FileCheckpoint {
+        fingerprint,
+        dev: saved.files[0].dev,
+        ino: next_ino,
+        path: app.to_string_lossy().into_owned(),
+        offset,
+    };
+    saved
+        .files
+        .push(stale(Fingerprint::of(b"old first line\n"), 1 << 20));
+    let tail_text = lines(20);
+    append(&app, &tail_text); // while down
+    let mut tailer = Tailer::new(opts, Some(saved.clone()));
+    tailer.scan(&log);
+    let mut after = Vec::new();
+    // Read everything, acknowledge nothing: every range stays pending.
+    loop {
+        let mut chunks = Vec::new();
+        if tailer.read(&mut chunks, &log) == 0 {
+            break;
+        }
+        after.extend(chunks.into_iter().flat_map(|c| c.lines));
+    }
+    assert!(tailer.has_pending());
+    // Renamed away under a name the patterns miss for one scan.
+    let hidden = dir.path().join("hidden");
+    fs::rename(&app, &hidden).unwrap();
+    tailer.scan(&log);
+    assert!(log.has("rotated app.log"), "{:?}", log.0.borrow());
+    let mut chunks = Vec::new();
+    tailer.read(&mut chunks, &log);
+    assert!(log.has("released app.log"), "{:?}", log.0.borrow());
+    fs::rename(&hidden, dir.path().join("app.log.1")).unwrap();
+    fs::rename(&next, &app).unwrap();
+    tailer.scan(&log); // the new app.log is still empty
+    let new_text = lines(30);
+    append(&app, &new_text);
+    for _ in 0..3 {
+        tailer.scan(&log);
+        after.extend(
+            std::iter::from_fn(|| {
+                let mut chunks = Vec::new();
+                (tailer.read(&mut chunks, &log) > 0)
+                    .then(|| chunks.into_iter().flat_map(|c| c.lines).collect::<Vec<_>>())
+            })
+            .flatten(),
+        );
+    }
+    let after: Vec<String> = after
+        .into_iter()
+        .map(|l| String::from_utf8(l.bytes).unwrap())
+        .collect();
+    let mut sorted = after.clone();
+    sorted.sort();
+    sorted.dedup();
+    // The paths the hypotheses name were taken: the restored file resumed
+    // at its checkpoint, the renamed one was found again after its release
+    // (and continued where reading stopped, not at the checkpoint), and the
+    // new file on a listed inode was read from its beginning.
+    assert!(
+        log.has("added app.log 750 Checkpoint"),
+        "{:?}",
+        log.0.borrow()
+    );
+    assert!(
+        log.has("added app.log.1 1500 Continuation"),
+        "{:?}",
+        log.0.borrow()
+    );
+    assert_eq!(
+        log.0
+            .borrow()
+            .iter()
+            .filter(|l| *l == "added app.log 0 Beginning")
+            .count(),
+        2
+    );
+    assert_eq!(
+        sorted.len(),
+        after.len(),
+        "a line was read twice: {after:?}"
+    );
+    for line in tail_text.lines().chain(new_text.lines()) {
+        assert!(
+            sorted.binary_search(&line.to_owned()).is_ok(),
+            "{line} lost"
+        );
+    }
+}
