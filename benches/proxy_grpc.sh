@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# gRPC-shaped HTTP/2 through the proxy, in interleaved rounds: h2load sends
+# unary-call-sized POSTs (`content-type: application/grpc`, `te: trailers`,
+# one 5-byte-framed 100-byte message) over h2c with prior knowledge to an
+# nginx HTTP/2 cleartext upstream that answers each as a gRPC server ends a
+# call (`grpc-status: 0` in trailers, after a short body) — reached directly,
+# through haproxy (h2 on both sides, `proto h2`) and through sidewatch
+# (`app_http2 = "grpc"`: HTTP/2 to the app), access log on and off. Prints
+# each one's median calls/s and CPU-µs per call (from /proc, the proxy's own
+# process). What it measures is the proxy's HTTP/2 path both ways; nginx
+# stands in for a gRPC server (no protobuf is decoded on either side).
+# Run by hand (Debian 12: apt-get install nghttp2-client nginx-light haproxy).
+#
+#   benches/proxy_grpc.sh [rounds] [seconds per run]   (default 5 × 3 s)
+#
+# SIDEWATCH_BIN and PROXY_THREADS work as in proxy_rounds.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+secs=${2:-3}
+for tool in h2load nginx haproxy; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install nghttp2-client nginx-light haproxy" >&2; exit 1; }
+done
+. benches/release_bin.sh
+. benches/proxy_peers.sh
+work=$(mktemp -d)
+pids=()
+trap stop_all EXIT
+
+# The upstream: nginx h2c, one worker, a gRPC-shaped answer.
+upstream=$(port)
+printf '\0\0\0\0\144%0100d' 0 > "$work/call" # gRPC frame: uncompressed, 100 bytes
+cat > "$work/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  http2_max_requests 1000000;
+  server {
+    listen 127.0.0.1:$upstream http2;
+    location / {
+      default_type application/grpc;
+      add_trailer grpc-status 0;
+      add_trailer grpc-message "";
+      return 200 "ok";
+    }
+  }
+}
+CONF
+nginx -c "$work/nginx.conf" -p "$work" &
+pids+=($!)
+
+names=(direct haproxy); ports=("$upstream" "$(port)"); procs=(0)
+cat > "$work/haproxy.cfg" <<CONF
+global
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+frontend f
+  bind 127.0.0.1:${ports[1]} proto h2
+  default_backend b
+backend b
+  http-reuse always
+  server app 127.0.0.1:$upstream proto h2
+CONF
+haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 &
+pids+=($!); procs+=($!)
+for access_log in true false; do
+  listen=$(port)
+  proxy_config "$work/sw_$access_log.toml" "$(port)" "$listen" "$upstream" "$access_log" "${PROXY_THREADS:-1}"
+  "$bin" run --config "$work/sw_$access_log.toml" >/dev/null 2>"$work/sw_$access_log.err" &
+  pids+=($!); procs+=($!); ports+=("$listen"); names+=("sidewatch_log_$access_log")
+done
+sleep 1
+
+h2() { # port seconds
+  h2load -c 50 -m 10 -t 2 -D "$2" --warm-up-time=1 \
+    -H 'content-type: application/grpc' -H 'te: trailers' -d "$work/call" \
+    "http://127.0.0.1:$1/bench.v1.Echo/Call" 2>&1
+}
+for k in "${!ports[@]}"; do # every path answers 200 before the rounds
+  out=$(h2 "${ports[$k]}" 1)
+  grep -q '2xx, 0 3xx, 0 4xx, 0 5xx' <<<"$out" || { echo "${names[$k]}: not all 2xx:"; echo "$out"; exit 1; }
+done
+cpu_ticks() { [ "$1" = 0 ] && echo 0 || awk '{print $14 + $15}' "/proc/$1/stat"; }
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "proxy.threads = ${PROXY_THREADS:-1}; h2load -c 50 -m 10 -t 2, $rounds rounds of ${secs} s, interleaved"
+for _ in $(seq "$rounds"); do
+  for k in "${!names[@]}"; do
+    before=$(cpu_ticks "${procs[$k]}")
+    calls=$(h2 "${ports[$k]}" "$secs" | awk '/^requests:/ {print $8}')
+    after=$(cpu_ticks "${procs[$k]}")
+    echo "${names[$k]} $calls $before $after" >> "$work/runs"
+  done
+done
+python3 - "$secs" "$(getconf CLK_TCK)" "$work/runs" <<'PY'
+import statistics, sys
+secs, hz = float(sys.argv[1]), float(sys.argv[2])
+runs = {}
+for line in open(sys.argv[3]):
+    name, calls, before, after = line.split()
+    calls = int(calls)
+    runs.setdefault(name, []).append((calls / secs, (int(after) - int(before)) / hz * 1e6 / max(calls, 1)))
+peer = statistics.median(rps for rps, _ in runs["haproxy"])
+for name, measured in runs.items():
+    rps = statistics.median(r for r, _ in measured)
+    cpu = "" if name == "direct" else "%5.1f µs CPU/call" % statistics.median(c for _, c in measured)
+    each = " ".join("%.0f" % r for r, _ in measured)
+    print("%-20s median %7.0f calls/s  %.2f of haproxy  %s   runs: %s" % (name, rps, rps / peer, cpu, each))
+    print("RESULT proxy_grpc.%s_calls_per_s %.0f" % (name, rps))
+PY
