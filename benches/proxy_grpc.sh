@@ -39,7 +39,6 @@ events { worker_connections 1024; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  http2_max_requests 1000000;
   server {
     listen 127.0.0.1:$upstream http2;
     location / {
