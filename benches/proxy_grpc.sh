@@ -29,29 +29,9 @@ trap stop_all EXIT
 
 # The upstream: nginx h2c, one worker, a gRPC-shaped answer.
 upstream=$(port)
+start_nginx "$upstream" grpc
+pids+=($nginx_pid)
 printf '\0\0\0\0\144%0100d' 0 > "$work/call" # gRPC frame: uncompressed, 100 bytes
-cat > "$work/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$upstream http2;
-    location / {
-      default_type application/grpc;
-      add_trailer grpc-status 0;
-      add_trailer grpc-message "";
-      return 200 "ok";
-    }
-  }
-}
-CONF
-nginx -c "$work/nginx.conf" -p "$work" &
-pids+=($!)
 
 names=(direct haproxy); ports=("$upstream" "$(port)"); procs=(0)
 cat > "$work/haproxy.cfg" <<CONF
@@ -80,7 +60,7 @@ done
 sleep 1
 
 h2() { # port seconds
-  h2load -c 50 -m 10 -t 2 -D "$2" --warm-up-time=1 \
+  h2load -c 50 -m 10 -t 2 -D "$2" \
     -H 'content-type: application/grpc' -H 'te: trailers' -d "$work/call" \
     "http://127.0.0.1:$1/bench.v1.Echo/Call" 2>&1
 }
@@ -93,25 +73,11 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "proxy.threads = ${PROXY_THREADS:-1}; h2load -c 50 -m 10 -t 2, $rounds rounds of ${secs} s, interleaved"
 for _ in $(seq "$rounds"); do
   for k in "${!names[@]}"; do
+    h2 "${ports[$k]}" 1 >/dev/null # warm-up, outside the CPU measured
     before=$(cpu_ticks "${procs[$k]}")
     calls=$(h2 "${ports[$k]}" "$secs" | awk '/^requests:/ {print $8}')
     after=$(cpu_ticks "${procs[$k]}")
     echo "${names[$k]} $calls $before $after" >> "$work/runs"
   done
 done
-python3 - "$secs" "$(getconf CLK_TCK)" "$work/runs" <<'PY'
-import statistics, sys
-secs, hz = float(sys.argv[1]), float(sys.argv[2])
-runs = {}
-for line in open(sys.argv[3]):
-    name, calls, before, after = line.split()
-    calls = int(calls)
-    runs.setdefault(name, []).append((calls / secs, (int(after) - int(before)) / hz * 1e6 / max(calls, 1)))
-peer = statistics.median(rps for rps, _ in runs["haproxy"])
-for name, measured in runs.items():
-    rps = statistics.median(r for r, _ in measured)
-    cpu = "" if name == "direct" else "%5.1f µs CPU/call" % statistics.median(c for _, c in measured)
-    each = " ".join("%.0f" % r for r, _ in measured)
-    print("%-20s median %7.0f calls/s  %.2f of haproxy  %s   runs: %s" % (name, rps, rps / peer, cpu, each))
-    print("RESULT proxy_grpc.%s_calls_per_s %.0f" % (name, rps))
-PY
+summarize_rounds "$work/runs" "$secs" call proxy_grpc

@@ -3,8 +3,11 @@
 # upstream and peer, each started in the background in $work.
 #   port                        a free loopback port
 #   stop_all                    kills every pid in $pids, removes $work (an EXIT trap)
-#   start_nginx PORT            nginx `return 200 "ok\n"` (Debian nginx-light),
-#                               one worker, keep-alive without limit; sets nginx_pid
+#   start_nginx PORT [grpc]     nginx `return 200 "ok\n"` (Debian nginx-light),
+#                               one worker, keep-alive without limit; sets nginx_pid.
+#                               With `grpc`, HTTP/2 cleartext (prior knowledge)
+#                               answering as a gRPC server ends a call:
+#                               `grpc-status: 0` in trailers after a short body
 #   start_haproxy PORT UPSTREAM [log]
 #                               haproxy 2.6 (Debian) in HTTP mode with
 #                               keep-alive and connection reuse; sets haproxy_pid.
@@ -23,6 +26,12 @@
 #                               $PROXY_THREADS (default 1); appends each to
 #                               $names, $ports, $procs and $pids
 #   wait_ready                  waits until every port in $ports answers
+#   summarize_rounds FILE SECS UNIT BENCH
+#                               from FILE's lines `name count cpu_before
+#                               cpu_after` (CPU in ticks), prints each name's
+#                               median UNITs/s against haproxy's and CPU-µs per
+#                               UNIT (no CPU for `direct`), with RESULT lines
+#                               for compare.sh (BENCH.name_rps, _cpu_us_per_req)
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -33,6 +42,11 @@ stop_all() {
 }
 
 start_nginx() {
+  local listen="127.0.0.1:$1" location='return 200 "ok\n";'
+  if [ "${2:-}" = grpc ]; then
+    listen="$listen http2"
+    location='default_type application/grpc; add_trailer grpc-status 0; add_trailer grpc-message ""; return 200 "ok";'
+  fi
   cat > "$work/nginx.conf" <<CONF
 daemon off;
 worker_processes 1;
@@ -43,8 +57,8 @@ http {
   access_log off;
   keepalive_requests 1000000;
   server {
-    listen 127.0.0.1:$1;
-    location / { return 200 "ok\n"; }
+    listen $listen;
+    location / { $location }
   }
 }
 CONF
@@ -128,4 +142,26 @@ start_upstream() {
   nginx_port=$(port)
   start_nginx "$nginx_port"
   pids+=($nginx_pid)
+}
+
+summarize_rounds() {
+  python3 - "$2" "$(getconf CLK_TCK)" "$1" "$3" "$4" <<'PY'
+import statistics, sys
+secs, hz, path, unit, bench = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+runs = {}
+for line in open(path):
+    name, count, before, after = line.split()
+    count = int(count)
+    runs.setdefault(name, []).append((count / secs, (int(after) - int(before)) / hz * 1e6 / max(count, 1)))
+peer = statistics.median(rps for rps, _ in runs["haproxy"])
+for name, measured in runs.items():
+    rps = statistics.median(r for r, _ in measured)
+    cpu = statistics.median(c for _, c in measured)
+    each = " ".join("%.0f" % r for r, _ in measured)
+    cpu_text = "" if name == "direct" else "%5.1f µs CPU/%s" % (cpu, unit)
+    print("%-20s median %7.0f %s/s  %.2f of haproxy  %s   runs: %s" % (name, rps, unit, rps / peer, cpu_text, each))
+    print("RESULT %s.%s_rps %.0f" % (bench, name, rps))
+    if name != "direct":
+        print("RESULT %s.%s_cpu_us_per_req %.1f" % (bench, name, cpu))
+PY
 }

@@ -63,20 +63,4 @@ for _ in $(seq "$rounds"); do
     echo "${names[$k]} $requests $before $after" >> "$work/runs"
   done
 done
-python3 - "$secs" "$(getconf CLK_TCK)" "$work/runs" <<'PY'
-import statistics, sys
-secs, hz = float(sys.argv[1]), float(sys.argv[2])
-runs = {}
-for line in open(sys.argv[3]):
-    name, requests, before, after = line.split()
-    requests = int(requests)
-    runs.setdefault(name, []).append((requests / secs, (int(after) - int(before)) / hz * 1e6 / requests))
-peer = statistics.median(rps for rps, _ in runs["haproxy"])
-for name, measured in runs.items():
-    rps = statistics.median(r for r, _ in measured)
-    cpu = statistics.median(c for _, c in measured)
-    each = " ".join("%.0f" % r for r, _ in measured)
-    print("%-20s median %7.0f req/s  %.2f of haproxy  %5.1f µs CPU/req   runs: %s" % (name, rps, rps / peer, cpu, each))
-    print("RESULT proxy_rounds.%s_rps %.0f" % (name, rps))
-    print("RESULT proxy_rounds.%s_cpu_us_per_req %.1f" % (name, cpu))
-PY
+summarize_rounds "$work/runs" "$secs" req proxy_rounds
