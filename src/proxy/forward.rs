@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{request, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
@@ -110,7 +110,6 @@ pub async fn handle(
         };
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
-    let authority = parts.uri.authority().cloned();
     // HTTP/1 requests without a body, or with a small one, take the client
     // connection's own app connection.
     let small_body = body
@@ -119,38 +118,14 @@ pub async fn handle(
         .is_some_and(|length| length <= PINNED_BODY_MAX)
         && !parts.headers.contains_key(header::EXPECT);
     let pinned_path = http1 && !upgrade && !app_http2 && (body.is_end_stream() || small_body);
-    parts.uri = if pinned_path {
+    let uri = if pinned_path {
         // Sent as written: the request line must be in origin form.
         origin_form(&parts.uri)
     } else {
         // The pool finds the connection by the URI's authority (and sends origin form).
         upstream_uri(&shared.upstream, &parts.uri)
     };
-    if app_http2 {
-        parts.version = Version::HTTP_2;
-        // The URI's authority (the app's) is sent as `:authority`; a `Host`
-        // that differs from it is not allowed (RFC 9113 §8.3.1).
-        parts.headers.remove(header::HOST);
-    } else {
-        parts.version = Version::HTTP_11;
-        if !parts.headers.contains_key(header::HOST) {
-            if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
-                parts.headers.insert(header::HOST, value);
-            }
-        }
-    }
-    let trailers = app_http2 && accepts_trailers(&parts.headers);
-    if !upgrade {
-        strip_hop_by_hop(&mut parts.headers);
-    }
-    if trailers {
-        // `TE` is hop-by-hop, but gRPC servers require `te: trailers`, the
-        // one value HTTP/2 allows (RFC 9113 §8.2.2): kept for the app.
-        parts
-            .headers
-            .insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-    append_forwarded_for(&mut parts.headers, &client);
+    ready_head(&mut parts, uri, app_http2, upgrade, &client);
     let call = async {
         if pinned_path {
             let whole = read_whole(body, &exchange.request_bytes).await?;
@@ -208,6 +183,44 @@ pub async fn handle(
         _ => strip_hop_by_hop(answer.headers_mut()),
     }
     Ok(answer.map(|body| Measured::new(body, exchange)))
+}
+
+/// Readies a request head for the app: `uri`, the version it goes over
+/// (HTTP/2 when `app_http2`), `Host` (or `:authority`), hop-by-hop headers
+/// (kept for an `upgrade`) and `x-forwarded-for`.
+fn ready_head(
+    parts: &mut request::Parts,
+    uri: Uri,
+    app_http2: bool,
+    upgrade: bool,
+    client: &Client,
+) {
+    let authority = std::mem::replace(&mut parts.uri, uri).authority().cloned();
+    if app_http2 {
+        parts.version = Version::HTTP_2;
+        // The URI's authority (the app's) is sent as `:authority`; a `Host`
+        // that differs from it is not allowed (RFC 9113 §8.3.1).
+        parts.headers.remove(header::HOST);
+    } else {
+        parts.version = Version::HTTP_11;
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                parts.headers.insert(header::HOST, value);
+            }
+        }
+    }
+    let trailers = app_http2 && accepts_trailers(&parts.headers);
+    if !upgrade {
+        strip_hop_by_hop(&mut parts.headers);
+    }
+    if trailers {
+        // `TE` is hop-by-hop, but gRPC servers require `te: trailers`, the
+        // one value HTTP/2 allows (RFC 9113 §8.2.2): kept for the app.
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    append_forwarded_for(&mut parts.headers, client);
 }
 
 /// The whole of a small request body (empty for none), counted into `count`.
