@@ -1,15 +1,18 @@
 //! The proxy in front of apps that speak HTTP/2: a real gRPC server (tonic)
 //! reached by a real gRPC client through the proxy, and an HTTP/2-only app
-//! served to HTTP/1.1 clients with `proxy.app_http2 = "always"`.
+//! served to HTTP/1.1 clients with `proxy.app_http2 = "always"`, and a
+//! server-streaming answer passed through frame by frame with its trailers.
 
 mod proxy_support;
 mod support;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Full, StreamBody};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -281,5 +284,87 @@ async fn an_http2_only_app_serves_http1_clients_when_app_http2_is_always() {
         .await
         .unwrap();
     assert_eq!(response.status(), 502);
+    sidewatch.stop().await;
+}
+
+/// An HTTP/2-only app answering like a server-streaming gRPC call: three
+/// messages 150 ms apart, then `grpc-status: 0` in trailers.
+async fn spawn_streaming_app() -> SocketAddr {
+    use futures::StreamExt;
+    use hyper::body::Frame;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|_request| async {
+                let frames = futures::stream::iter(["one", "two", "three"])
+                    .then(|text| async move {
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        Ok::<_, Infallible>(Frame::data(Bytes::from(text)))
+                    })
+                    .chain(futures::stream::once(async {
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        Ok(Frame::trailers(trailers))
+                    }));
+                let mut response = hyper::Response::new(StreamBody::new(frames));
+                response
+                    .headers_mut()
+                    .insert("content-type", "application/grpc".parse().unwrap());
+                Ok::<_, Infallible>(response)
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_grpc_answer_streams_through_with_its_trailers() {
+    let app = spawn_streaming_app().await;
+    let (sidewatch, base) = start(app, "").await;
+    let h2 = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let request = http::Request::post(format!("{base}/shop.v1.Orders/Watch"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+        .unwrap();
+    let response = h2.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let (mut messages, mut trailers) = (Vec::new(), None);
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        let frame = frame.unwrap();
+        if let Some(data) = frame.data_ref() {
+            messages.push((Instant::now(), data.clone()));
+        } else if let Ok(t) = frame.into_trailers() {
+            trailers = Some(t);
+        }
+    }
+    let texts: Vec<_> = messages.iter().map(|(_, data)| data.clone()).collect();
+    assert_eq!(texts, ["one", "two", "three"], "each message as sent");
+    let spread = messages[2].0 - messages[0].0;
+    assert!(
+        spread >= Duration::from_millis(200),
+        "messages arrived together ({spread:?} apart): buffered, not streamed"
+    );
+    let status = trailers.expect("trailers reach the client")["grpc-status"].clone();
+    assert_eq!(status, "0");
+    let text = sidewatch.metrics().await;
+    let handled = value(
+        &text,
+        "grpc_server_handled_total",
+        &[
+            ("grpc_service", "shop.v1.Orders"),
+            ("grpc_method", "Watch"),
+            ("grpc_code", "OK"),
+        ],
+    );
+    assert_eq!(handled, 1.0, "the status from the trailers");
     sidewatch.stop().await;
 }
