@@ -161,10 +161,15 @@ fn build_unmasked(
     let merged = builder
         .build()
         .map_err(|e| ConfigErrors::one("", format!("cannot parse configuration: {e}")))?;
-    let mut config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
+    let mut config: Config = serde_path_to_error::deserialize(merged.clone()).map_err(|e| {
         let key = e.path().to_string();
         let key = if key == "." { String::new() } else { key };
-        ConfigErrors::one(key, e.into_inner().to_string())
+        let message = e.into_inner().to_string();
+        let message = match message.contains("does not have variant constructor") {
+            true => message_with_values(&merged, &key).unwrap_or(message),
+            false => message,
+        };
+        ConfigErrors::one(key, message)
     })?;
     let mut errors = config.otlp.apply_env(env);
     errors.extend(super::validate::validate(&config));
@@ -173,6 +178,21 @@ fn build_unmasked(
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// An unknown value of a key with a fixed set of them: the `config`
+/// crate's message ("enum AppHttp2 does not have variant constructor x")
+/// names neither the values allowed nor how to spell them; serde's own
+/// does ("unknown variant `x`, expected one of `grpc`, `always`, `never`",
+/// said here as "unknown value"). It comes from a second reading of the
+/// same values through JSON, taken only when that reading fails at the same
+/// key.
+fn message_with_values(merged: &config::Config, key: &str) -> Option<String> {
+    let json: serde_json::Value = merged.clone().try_deserialize().ok()?;
+    let error = serde_path_to_error::deserialize::<_, Config>(json).err()?;
+    let message = error.inner().to_string();
+    (error.path().to_string() == key)
+        .then(|| message.replacen("unknown variant", "unknown value", 1))
 }
 
 #[cfg(test)]
@@ -191,6 +211,23 @@ mod tests {
             .unwrap_err()
             .0
             .remove(0)
+    }
+
+    #[test]
+    fn an_unknown_value_of_a_fixed_set_names_the_values_allowed() {
+        let text = "[proxy]\nupstream = \"127.0.0.1:8080\"\napp_http2 = \"sometimes\"\n";
+        let error = first_error(text, Format::Toml);
+        assert_eq!(error.key, "proxy.app_http2");
+        assert_eq!(
+            error.message,
+            "unknown value `sometimes`, expected one of `grpc`, `always`, `never`"
+        );
+        let error = first_error("otlp:\n  protocol: carrier-pigeon\n", Format::Yaml);
+        assert_eq!(error.key, "otlp.protocol");
+        assert!(
+            error.message.contains("expected `http/protobuf` or `grpc`"),
+            "{error:?}"
+        );
     }
 
     #[test]
