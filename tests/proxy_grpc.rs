@@ -368,3 +368,24 @@ async fn a_streaming_grpc_answer_streams_through_with_its_trailers() {
     assert_eq!(handled, 1.0, "the status from the trailers");
     sidewatch.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_call_to_an_app_that_is_down_is_unavailable_and_counted_by_reason() {
+    // A port nothing listens on: bound, then closed.
+    let down = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (sidewatch, base) = start(down, "").await;
+    let mut grpc = TraceServiceClient::connect(base).await.unwrap();
+    let status = grpc
+        .export(ExportTraceServiceRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), "sidewatch proxy: the app is unreachable");
+    let text = sidewatch.metrics().await;
+    assert_eq!(upstream_errors(&text, "connect"), 1.0, "{text}");
+    sidewatch.stop().await;
+}
