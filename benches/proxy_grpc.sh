@@ -34,23 +34,8 @@ pids+=($nginx_pid)
 printf '\0\0\0\0\144%0100d' 0 > "$work/call" # gRPC frame: uncompressed, 100 bytes
 
 names=(direct haproxy); ports=("$upstream" "$(port)"); procs=(0)
-cat > "$work/haproxy.cfg" <<CONF
-global
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 60s
-  timeout server 60s
-frontend f
-  bind 127.0.0.1:${ports[1]} proto h2
-  default_backend b
-backend b
-  http-reuse always
-  server app 127.0.0.1:$upstream proto h2
-CONF
-haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 &
-pids+=($!); procs+=($!)
+start_haproxy "${ports[1]}" "$upstream" h2
+pids+=($haproxy_pid); procs+=($haproxy_pid)
 for access_log in true false; do
   listen=$(port)
   proxy_config "$work/sw_$access_log.toml" "$(port)" "$listen" "$upstream" "$access_log" "${PROXY_THREADS:-1}"

@@ -8,9 +8,10 @@
 #                               With `grpc`, HTTP/2 cleartext (prior knowledge)
 #                               answering as a gRPC server ends a call:
 #                               `grpc-status: 0` in trailers after a short body
-#   start_haproxy PORT UPSTREAM [log]
+#   start_haproxy PORT UPSTREAM [log|h2]
 #                               haproxy 2.6 (Debian) in HTTP mode with
 #                               keep-alive and connection reuse; sets haproxy_pid.
+#                               With `h2`, HTTP/2 cleartext on both sides.
 #                               With `log`, it also writes a JSON access log
 #                               line per request to its stdout (discarded, as
 #                               sidewatch's is) and adds an X-Request-ID:
@@ -83,7 +84,8 @@ CONF
 }
 
 start_haproxy() {
-  local log_lines="" config=$work/haproxy${3:+_$3}.cfg
+  local log_lines="" proto="" config=$work/haproxy${3:+_$3}.cfg
+  [ "${3:-}" = h2 ] && proto=" proto h2"
   if [ "${3:-}" = log ]; then
     log_lines=$(cat <<'LOG'
   log stdout format raw local0
@@ -103,12 +105,12 @@ defaults
   timeout server 60s
   option http-keep-alive
 frontend f
-  bind 127.0.0.1:$1
+  bind 127.0.0.1:$1$proto
   default_backend b
 $log_lines
 backend b
   http-reuse always
-  server app 127.0.0.1:$2
+  server app 127.0.0.1:$2$proto
 CONF
   haproxy -f "$config" -db >/dev/null 2>&1 &
   haproxy_pid=$!

@@ -161,18 +161,24 @@ async fn grpc_calls_reach_a_grpc_app_over_http2_with_their_trailers() {
     assert_eq!(statuses, expected, "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_over_http1_to_the_app_fails_as_502_when_http2_is_off() {
-    let addr = spawn_grpc_app(GrpcApp::default()).await;
-    let (sidewatch, base) = start(addr, "app_http2 = \"never\"").await;
-    let mut grpc = TraceServiceClient::connect(base).await.unwrap();
+/// A call through the proxy at `base` fails as gRPC clients should see the
+/// proxy's own 502: UNAVAILABLE, with its reason as the message.
+async fn assert_unreachable(base: &str) {
+    let mut grpc = TraceServiceClient::connect(base.to_owned()).await.unwrap();
     let status = grpc
         .export(ExportTraceServiceRequest::default())
         .await
         .unwrap_err();
-    // The proxy's 502 carries its gRPC status: UNAVAILABLE, with the reason.
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert_eq!(status.message(), "sidewatch proxy: the app is unreachable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_http1_to_the_app_fails_as_502_when_http2_is_off() {
+    let addr = spawn_grpc_app(GrpcApp::default()).await;
+    let (sidewatch, base) = start(addr, "app_http2 = \"never\"").await;
+    // The proxy's 502 carries its gRPC status: UNAVAILABLE, with the reason.
+    assert_unreachable(&base).await;
     let text = sidewatch.metrics().await;
     let failed = value(
         &text,
@@ -203,35 +209,53 @@ async fn grpc_over_http1_to_the_app_fails_as_502_when_http2_is_off() {
     sidewatch.stop().await;
 }
 
-/// An app that speaks only HTTP/2 (prior knowledge) and answers with the
-/// protocol version, method, body length and `te` header it saw.
-async fn spawn_http2_only_app() -> SocketAddr {
+/// Serves `service` over HTTP/2 only (prior knowledge) on a loopback port.
+async fn spawn_http2_app<S, B>(service: S) -> SocketAddr
+where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<B>,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let service = hyper::service::service_fn(
-                |request: hyper::Request<hyper::body::Incoming>| async move {
-                    let (parts, body) = request.into_parts();
-                    let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
-                    let te = parts.headers.get("te").and_then(|v| v.to_str().ok());
-                    let text = format!(
-                        "{:?} {} {} te={}",
-                        parts.version,
-                        parts.method,
-                        body.len(),
-                        te.unwrap_or("-")
-                    );
-                    Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from(text))))
-                },
-            );
             tokio::spawn(
                 hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service),
+                    .serve_connection(TokioIo::new(stream), service.clone()),
             );
         }
     });
     addr
+}
+
+/// An app that speaks only HTTP/2 (prior knowledge) and answers with the
+/// protocol version, method, body length and `te` header it saw.
+async fn spawn_http2_only_app() -> SocketAddr {
+    spawn_http2_app(hyper::service::service_fn(
+        |request: hyper::Request<hyper::body::Incoming>| async move {
+            let (parts, body) = request.into_parts();
+            let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
+            let te = parts.headers.get("te").and_then(|v| v.to_str().ok());
+            let text = format!(
+                "{:?} {} {} te={}",
+                parts.version,
+                parts.method,
+                body.len(),
+                te.unwrap_or("-")
+            );
+            Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from(text))))
+        },
+    ))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,34 +316,24 @@ async fn an_http2_only_app_serves_http1_clients_when_app_http2_is_always() {
 async fn spawn_streaming_app() -> SocketAddr {
     use futures::StreamExt;
     use hyper::body::Frame;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let service = hyper::service::service_fn(|_request| async {
-                let frames = futures::stream::iter(["one", "two", "three"])
-                    .then(|text| async move {
-                        tokio::time::sleep(Duration::from_millis(150)).await;
-                        Ok::<_, Infallible>(Frame::data(Bytes::from(text)))
-                    })
-                    .chain(futures::stream::once(async {
-                        let mut trailers = http::HeaderMap::new();
-                        trailers.insert("grpc-status", "0".parse().unwrap());
-                        Ok(Frame::trailers(trailers))
-                    }));
-                let mut response = hyper::Response::new(StreamBody::new(frames));
-                response
-                    .headers_mut()
-                    .insert("content-type", "application/grpc".parse().unwrap());
-                Ok::<_, Infallible>(response)
-            });
-            tokio::spawn(
-                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service),
-            );
-        }
-    });
-    addr
+    spawn_http2_app(hyper::service::service_fn(|_request| async {
+        let frames = futures::stream::iter(["one", "two", "three"])
+            .then(|text| async move {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                Ok::<_, Infallible>(Frame::data(Bytes::from(text)))
+            })
+            .chain(futures::stream::once(async {
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", "0".parse().unwrap());
+                Ok(Frame::trailers(trailers))
+            }));
+        let mut response = hyper::Response::new(StreamBody::new(frames));
+        response
+            .headers_mut()
+            .insert("content-type", "application/grpc".parse().unwrap());
+        Ok::<_, Infallible>(response)
+    }))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,13 +392,7 @@ async fn a_grpc_call_to_an_app_that_is_down_is_unavailable_and_counted_by_reason
         .local_addr()
         .unwrap();
     let (sidewatch, base) = start(down, "").await;
-    let mut grpc = TraceServiceClient::connect(base).await.unwrap();
-    let status = grpc
-        .export(ExportTraceServiceRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert_eq!(status.message(), "sidewatch proxy: the app is unreachable");
+    assert_unreachable(&base).await;
     let text = sidewatch.metrics().await;
     assert_eq!(upstream_errors(&text, "connect"), 1.0, "{text}");
     sidewatch.stop().await;
