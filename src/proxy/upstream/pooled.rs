@@ -1,11 +1,11 @@
 //! The keep-alive pools to the app (hyper's, one for HTTP/1.1 and one for
 //! HTTP/2) for what cannot take a client connection's own app connection:
 //! requests with a larger body, HTTP/2 clients' requests, requests the app
-//! gets over HTTP/2 (gRPC) and upgrades. Each event loop has its own. hyper serves each
-//! pooled connection from a task spawned on the runtime that opened it, so
-//! a pool shared by the loops would hand a request from one loop to a
-//! connection task of the other — a cross-thread wake-up each way per
-//! request, the kind of hand-off the loops exist to avoid.
+//! gets over HTTP/2 (gRPC) and upgrades. Each event loop has its own: hyper
+//! serves each pooled connection from a task spawned on the runtime that
+//! opened it, so a pool shared by the loops would hand a request from one
+//! loop to a connection task of the other — a cross-thread wake-up each way
+//! per request, the kind of hand-off the loops exist to avoid.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -50,6 +50,7 @@ pub struct LoopPool<B = CountingBody> {
     current: Mutex<Option<Built<B>>>,
 }
 
+/// The clients of one set of settings.
 #[derive(Debug)]
 struct Built<B> {
     settings: PoolSettings,
