@@ -269,7 +269,7 @@ fn error_response(status: StatusCode, mut exchange: Exchange) -> Response<Measur
     let body = if exchange.is_grpc() {
         // gRPC's own mapping of these HTTP statuses: 400 is INTERNAL, 502
         // and 504 are UNAVAILABLE, a call worth retrying.
-        let code = grpc::status_of_error(status);
+        let code = grpc::status_of_http(status.as_u16());
         exchange.set_grpc_status(code);
         let grpc = HeaderValue::from_static("application/grpc");
         headers.insert(header::CONTENT_TYPE, grpc);

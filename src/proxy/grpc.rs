@@ -4,7 +4,6 @@
 //! response) while the HTTP status stays `200`.
 
 use http::header::{self, HeaderMap, HeaderName};
-use http::StatusCode;
 
 /// The gRPC status header (and trailer).
 pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
@@ -93,12 +92,6 @@ pub fn status_of_http(status: u16) -> u16 {
     }
 }
 
-/// The proxy's own gRPC status for its `status` answer: 400 (the client's
-/// body broke off) is `INTERNAL`, 502 and 504 are `UNAVAILABLE`.
-pub fn status_of_error(status: StatusCode) -> u16 {
-    status_of_http(status.as_u16())
-}
-
 /// The name of status `code` (`Unknown` for codes gRPC does not define).
 pub fn code_name(code: u16) -> &'static str {
     CODE_NAMES
@@ -163,9 +156,9 @@ mod tests {
         assert_eq!(code_name(14), "Unavailable");
         assert_eq!(code_name(16), "Unauthenticated");
         assert_eq!(code_name(99), "Unknown");
-        assert_eq!(status_of_error(StatusCode::BAD_GATEWAY), UNAVAILABLE);
-        assert_eq!(status_of_error(StatusCode::GATEWAY_TIMEOUT), UNAVAILABLE);
-        assert_eq!(status_of_error(StatusCode::BAD_REQUEST), INTERNAL);
+        assert_eq!(status_of_http(502), UNAVAILABLE);
+        assert_eq!(status_of_http(504), UNAVAILABLE);
+        assert_eq!(status_of_http(400), INTERNAL);
         assert_eq!(status_of_http(404), 12);
         assert_eq!(status_of_http(500), UNKNOWN);
     }
