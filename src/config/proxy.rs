@@ -47,7 +47,9 @@ pub struct ProxyConfig {
     pub access_log: bool,
     /// Events queued for the log pipeline (and at most 16 MiB of their
     /// strings); when full, further events are dropped and counted (the
-    /// proxy never waits on the log pipeline).
+    /// proxy never waits on the log pipeline). The default, 16384, rides
+    /// out 8 s of a stalled pipeline at 2000 req/s; the queue grows only
+    /// while events wait (about 200 bytes each) and shrinks back after.
     pub access_log_queue: usize,
     /// Series limit of each `http_*` family (over it: `__overflow__`, counted).
     pub max_series: usize,
@@ -99,7 +101,7 @@ impl Default for ProxyConfig {
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             access_log: true,
-            access_log_queue: 4096,
+            access_log_queue: 16_384,
             max_series: 1000,
             duration_buckets: Vec::new(),
             threads: 1,
