@@ -4,8 +4,9 @@
 //! `LogsService`/`MetricsService`/`TraceService` servers (gzip accepted),
 //! or OTLP/HTTP (`POST /v1/{metrics,logs,traces}`, protobuf, gzip) through
 //! hyper. It records every request, can answer log exports with a partial
-//! success, and can go down (listener and every connection dropped) and
-//! come back on the same port.
+//! success, can speak TLS (ALPN `h2` for gRPC, `http/1.1` for HTTP), and
+//! can go down (listener and every connection dropped) and come back on the
+//! same port.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
@@ -73,11 +74,44 @@ pub struct Receiver {
     pub protocol: Protocol,
     state: Shared,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// Set when the receiver speaks TLS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Receiver {
     /// Starts a receiver on a random loopback port.
     pub fn start(protocol: Protocol) -> Self {
+        Self::start_with(protocol, None)
+    }
+
+    /// Starts a receiver speaking TLS with `cert` / `key` (PEM files).
+    pub fn start_tls(protocol: Protocol, cert: &std::path::Path, key: &std::path::Path) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        config.alpn_protocols = match protocol {
+            Protocol::Grpc => vec![b"h2".to_vec()],
+            Protocol::Http => vec![b"http/1.1".to_vec()],
+        };
+        Self::start_with(
+            protocol,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+    }
+
+    fn start_with(protocol: Protocol, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -87,14 +121,17 @@ impl Receiver {
             protocol,
             state: Shared::default(),
             runtime: Mutex::new(None),
+            tls,
         };
         receiver.up();
         receiver
     }
 
-    /// The endpoint to configure (`http://127.0.0.1:PORT`).
+    /// The endpoint to configure (`http://127.0.0.1:PORT`, or `https://`
+    /// for a TLS receiver).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Starts listening (again) on the same port.
@@ -118,11 +155,13 @@ impl Receiver {
         listener.set_nonblocking(true).unwrap();
         let state = self.state.clone();
         let protocol = self.protocol;
+        let tls = self.tls.clone();
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            match protocol {
-                Protocol::Grpc => serve_grpc(listener, state).await,
-                Protocol::Http => serve_http(listener, state).await,
+            match (protocol, tls) {
+                (_, Some(tls)) => serve_tls(listener, state, protocol, tls).await,
+                (Protocol::Grpc, None) => serve_grpc(listener, state).await,
+                (Protocol::Http, None) => serve_http(listener, state).await,
             }
         });
         *self.runtime.lock().unwrap() = Some(runtime);
@@ -243,22 +282,67 @@ impl TraceService for Grpc {
     }
 }
 
+/// The three OTLP services, gzip accepted.
+fn grpc_routes(state: Shared) -> tonic::service::Routes {
+    tonic::service::Routes::new(
+        LogsServiceServer::new(Grpc(state.clone())).accept_compressed(CompressionEncoding::Gzip),
+    )
+    .add_service(
+        MetricsServiceServer::new(Grpc(state.clone())).accept_compressed(CompressionEncoding::Gzip),
+    )
+    .add_service(TraceServiceServer::new(Grpc(state)).accept_compressed(CompressionEncoding::Gzip))
+}
+
 async fn serve_grpc(listener: tokio::net::TcpListener, state: Shared) {
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let _ = tonic::transport::Server::builder()
-        .add_service(
-            LogsServiceServer::new(Grpc(state.clone()))
-                .accept_compressed(CompressionEncoding::Gzip),
-        )
-        .add_service(
-            MetricsServiceServer::new(Grpc(state.clone()))
-                .accept_compressed(CompressionEncoding::Gzip),
-        )
-        .add_service(
-            TraceServiceServer::new(Grpc(state)).accept_compressed(CompressionEncoding::Gzip),
-        )
+        .add_routes(grpc_routes(state))
         .serve_with_incoming(incoming)
         .await;
+}
+
+/// Each connection through a TLS handshake, then served as gRPC (HTTP/2,
+/// the same services) or OTLP/HTTP (HTTP/1.1).
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: Shared,
+    protocol: Protocol,
+    tls: tokio_rustls::TlsAcceptor,
+) {
+    let routes = grpc_routes(state.clone());
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (tls, state, routes) = (tls.clone(), state.clone(), routes.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = tls.accept(tcp).await else {
+                return; // the client refused the certificate
+            };
+            let io = hyper_util::rt::TokioIo::new(stream);
+            match protocol {
+                Protocol::Grpc => {
+                    let service = hyper::service::service_fn(move |request| {
+                        let mut routes = routes.clone();
+                        async move { tonic::codegen::Service::call(&mut routes, request).await }
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(io, service)
+                    .await;
+                }
+                Protocol::Http => {
+                    let service = hyper::service::service_fn(move |request| {
+                        handle_http(request, state.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                }
+            }
+        });
+    }
 }
 
 async fn serve_http(listener: tokio::net::TcpListener, state: Shared) {
