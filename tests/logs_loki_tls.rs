@@ -19,8 +19,10 @@ fn https_with_a_ca_file_and_a_tls_error_without_it() {
     test_certs::certificates(certs.path());
     let server = LokiServer::start_tls(
         Mode::Up,
-        &certs.path().join("server.crt"),
-        &certs.path().join("server.key"),
+        test_certs::server_config(
+            &certs.path().join("server.crt"),
+            &certs.path().join("server.key"),
+        ),
     );
 
     // Without the CA: the handshake fails, is retried, nothing is delivered.

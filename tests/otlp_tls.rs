@@ -39,12 +39,12 @@ fn config(receiver: &Receiver, protocol: &str, ca_file: Option<&std::path::Path>
 async fn metrics_reach_a_tls_receiver_trusted_through_the_ca_file_only() {
     let certs = tempfile::tempdir().unwrap();
     test_certs::certificates(certs.path());
-    let (cert, key) = (
-        certs.path().join("server.crt"),
-        certs.path().join("server.key"),
+    let tls = test_certs::server_config(
+        &certs.path().join("server.crt"),
+        &certs.path().join("server.key"),
     );
     for (protocol, name) in [(Protocol::Grpc, "grpc"), (Protocol::Http, "http/protobuf")] {
-        let receiver = Receiver::start_tls(protocol, &cert, &key);
+        let receiver = Receiver::start_tls(protocol, tls.clone());
         assert!(receiver.endpoint().starts_with("https://"));
 
         // The test CA is not in the system's store: every handshake fails.

@@ -114,23 +114,9 @@ impl LokiServer {
         Self::start_with(mode, None)
     }
 
-    /// Starts the server in `mode`, speaking TLS with `cert` / `key` (PEM files).
-    pub fn start_tls(mode: Mode, cert: &std::path::Path, key: &std::path::Path) -> Self {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let key = PrivateKeyDer::from_pem_file(key).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
+    /// Starts the server in `mode`, speaking TLS with `config`
+    /// (`test_certs::server_config`).
+    pub fn start_tls(mode: Mode, config: rustls::ServerConfig) -> Self {
         Self::start_with(
             mode,
             Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),

@@ -84,23 +84,9 @@ impl Receiver {
         Self::start_with(protocol, None)
     }
 
-    /// Starts a receiver speaking TLS with `cert` / `key` (PEM files).
-    pub fn start_tls(protocol: Protocol, cert: &std::path::Path, key: &std::path::Path) -> Self {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let key = PrivateKeyDer::from_pem_file(key).unwrap();
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
+    /// Starts a receiver speaking TLS with `config`
+    /// (`test_certs::server_config`), offering the protocol's ALPN.
+    pub fn start_tls(protocol: Protocol, mut config: rustls::ServerConfig) -> Self {
         config.alpn_protocols = match protocol {
             Protocol::Grpc => vec![b"h2".to_vec()],
             Protocol::Http => vec![b"http/1.1".to_vec()],

@@ -1,5 +1,5 @@
 //! Test certificates made with `openssl`, shared by the TLS tests (Redis,
-//! Loki). Included with `mod test_certs;`.
+//! Loki, OTLP), and the server config the in-test TLS servers use. Included with `mod test_certs;`.
 
 use std::path::Path;
 use std::process::Command;
@@ -69,4 +69,26 @@ pub fn certificates(dir: &Path) {
         "-extfile",
         &path("san.ext"),
     ]);
+}
+
+/// A TLS server config (ring, the safe default protocol versions, no client
+/// certificates) serving the PEM chain `cert` and its `key`, as the in-test
+/// servers speak TLS.
+#[allow(dead_code)] // not every test that makes certificates serves TLS
+pub fn server_config(cert: &Path, key: &Path) -> rustls::ServerConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap()
 }
