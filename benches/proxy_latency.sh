@@ -2,8 +2,9 @@
 # Proxy latency at a fixed rate, in interleaved rounds: nginx `return 200`
 # reached directly, through haproxy and through sidewatch (access log on and
 # off), each round running `oha -q 2000 --latency-correction -c 50` against
-# each in turn (1 s warm-up, then the measured run), so a shared machine's
-# slow minutes hit all of them alike. Every request's latency is kept
+# each in turn (1 s warm-up, then the measured run; each round starting one
+# target further on), so a shared machine's slow minutes hit all of them
+# alike. Every request's latency is kept
 # (`oha --db-url`) and the percentiles are taken over all rounds pooled: the
 # p99 of one 3 s run is its 60th slowest request and spread by 0.3–1.1 ms
 # across a set's runs; pooled over 8 rounds it is the 480th of 48k
@@ -41,7 +42,10 @@ wait_ready
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "proxy.threads = ${PROXY_THREADS:-1}; oha -q 2000 --latency-correction -c 50, $rounds rounds of ${secs} s, interleaved"
 for round in $(seq "$rounds"); do
-  for k in "${!names[@]}"; do
+  # Each round starts one target further on, so none always runs at the
+  # same point of a round (first after the setup, or last).
+  for i in "${!names[@]}"; do
+    k=$(( (i + round) % ${#names[@]} ))
     url="http://127.0.0.1:${ports[$k]}/"
     oha -z 1s -q 2000 --latency-correction -c 50 --no-tui "$url" >/dev/null 2>&1
     oha -z "${secs}s" -q 2000 --latency-correction -c 50 --no-tui --output-format quiet \
