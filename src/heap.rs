@@ -19,6 +19,23 @@ pub fn use_own_heap() {
     OWN_HEAP.with(|own| own.set(true));
 }
 
+/// Runs `work` with the calling thread marked as by [`use_own_heap`], then
+/// puts the mark back as it was: for a burst of allocations made on a
+/// shared thread and freed on another, such as a batch of the proxy's
+/// access-log events (see [`crate::proxy::access`]). `work` must not yield
+/// to other tasks of the thread, which would allocate from the heap too.
+pub fn with_own_heap<T>(work: impl FnOnce() -> T) -> T {
+    /// Puts the mark back, even if `work` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = OWN_HEAP.try_with(|own| own.set(self.0));
+        }
+    }
+    let _restore = Restore(OWN_HEAP.with(|own| own.replace(true)));
+    work()
+}
+
 /// Whether the calling thread was marked by [`use_own_heap`]; `false` while
 /// the thread's locals are being torn down.
 pub fn uses_own_heap() -> bool {
@@ -39,5 +56,17 @@ mod tests {
         .join()
         .unwrap();
         assert!(!uses_own_heap(), "another thread's mark leaked here");
+    }
+
+    #[test]
+    fn a_scoped_mark_is_put_back() {
+        assert!(with_own_heap(uses_own_heap));
+        assert!(!uses_own_heap(), "the scoped mark outlived its work");
+        let panicked = std::panic::catch_unwind(|| with_own_heap(|| panic!("in the work")));
+        assert!(panicked.is_err());
+        assert!(!uses_own_heap(), "a panic left the thread marked");
+        use_own_heap();
+        with_own_heap(|| ());
+        assert!(uses_own_heap(), "a marked thread lost its mark");
     }
 }
