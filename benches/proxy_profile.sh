@@ -14,13 +14,14 @@
 # SIDEWATCH_BIN runs a ready build instead of building the checkout; build it
 # with CARGO_PROFILE_RELEASE_STRIP=false so perf can name the symbols. The
 # recording stays in $PERF_DATA (default /tmp/sidewatch-proxy.perf.data) for
-# `perf report -i`.
+# `perf report -i`. PERF_PERIOD sets the ns of CPU between samples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}
 access_log=${2:-true}
 secs=${3:-5}
 data=${PERF_DATA:-/tmp/sidewatch-proxy.perf.data}
+period=${PERF_PERIOD:-2000000} # ns of CPU between samples
 export CARGO_PROFILE_RELEASE_STRIP=false # perf names the symbols
 . benches/release_bin.sh
 wrk_args=(-t2 -c50)
@@ -39,7 +40,7 @@ pids+=($sidewatch_pid)
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$listen/" >/dev/null && break; sleep 0.1; done
 wrk "${wrk_args[@]}" -d1s "http://127.0.0.1:$listen/" >/dev/null # warm-up
 
-perf record -q -e cpu-clock -c 2000000 --call-graph dwarf,16384 -p "$sidewatch_pid" -o "$data" \
+perf record -q -e cpu-clock -c "$period" --call-graph dwarf,16384 -p "$sidewatch_pid" -o "$data" \
   -- sleep "$((secs + 1))" 2>/dev/null &
 perf_pid=$!
 sleep 0.5
@@ -51,7 +52,7 @@ loops=$(seq -s, -f 'proxy-loop-%g' 0 $((threads - 1)))
 top() { # comm filter, title
   echo "== $2 (µs per request, self time)"
   perf report -i "$data" -n --no-children --comm "$1" --sort sym -g none --stdio 2>/dev/null |
-    awk -v req="$requests" '/^ +[0-9.]+%/ && n < 25 {printf "%6.2f  %s\n", $2 * 2000 / req, substr($0, index($0, $4)); n++}'
+    awk -v req="$requests" -v us="$((period / 1000))" '/^ +[0-9.]+%/ && n < 25 {printf "%6.2f  %s\n", $2 * us / req, substr($0, index($0, $4)); n++}'
 }
 top "$loops" "proxy loops"
 threads_seen=$(perf report -i "$data" --no-children --sort comm --stdio -g none 2>/dev/null | awk '/^ +[0-9.]+%/ {print $2}' | grep -v '^proxy-loop' | paste -sd, -)
