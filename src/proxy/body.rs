@@ -98,6 +98,8 @@ pub struct Exchange {
     grpc_key: Option<KeyBuilder>,
     /// A gRPC call's `grpc-status`, once seen.
     grpc_status: Option<u16>,
+    /// A gRPC-Web call's reader of the status in the response body.
+    grpc_web: Option<Box<grpc::web::StatusReader>>,
 }
 
 struct Head {
@@ -107,17 +109,24 @@ struct Head {
 
 impl Exchange {
     /// Starts the record of a request (counted in flight from here). A
-    /// gRPC call (`grpc`) keeps its `/package.Service/Method` path as its route.
+    /// gRPC call (`grpc`, gRPC-Web too) keeps its `/package.Service/Method`
+    /// path as its route.
     pub fn start(
         shared: Arc<Shared>,
         started: Instant,
         method: &http::Method,
         path: &str,
-        grpc: bool,
+        grpc: Option<grpc::Call>,
         identity: Identity,
     ) -> Self {
         shared.metrics.in_flight.inc();
-        let grpc_method = grpc.then(|| grpc::method(path)).flatten();
+        let grpc_method = grpc.and_then(|_| grpc::method(path));
+        let grpc_web = match (grpc, grpc_method) {
+            (Some(grpc::Call::Web(encoding)), Some(_)) => {
+                Some(Box::new(grpc::web::StatusReader::new(encoding)))
+            }
+            _ => None,
+        };
         let route = match grpc_method {
             Some(_) => std::borrow::Cow::Borrowed(path),
             None => shared.routes.normalize(path),
@@ -153,6 +162,7 @@ impl Exchange {
             peer: None,
             grpc_key,
             grpc_status: None,
+            grpc_web,
             started,
             shared,
         }
@@ -171,6 +181,21 @@ impl Exchange {
                 self.grpc_status = Some(code);
             }
         }
+    }
+
+    /// Reads a piece of a gRPC-Web call's response body for its status
+    /// (nothing for other requests, or once a status is known).
+    fn read_grpc_web(&mut self, data: &[u8]) {
+        if let Some(reader) = &mut self.grpc_web {
+            if self.grpc_status.is_none() {
+                self.grpc_status = reader.feed(data);
+            }
+        }
+    }
+
+    /// The encoding of a gRPC-Web call (`None` for any other request).
+    pub fn grpc_web(&self) -> Option<grpc::web::Encoding> {
+        self.grpc_web.as_ref().map(|reader| reader.encoding())
     }
 
     /// Sets a gRPC call's status (the proxy's own answer).
@@ -336,6 +361,7 @@ impl Body for Measured {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.exchange.response_bytes += data.len() as u64;
+                    this.exchange.read_grpc_web(data);
                 } else if let Some(trailers) = frame.trailers_ref() {
                     this.exchange.read_grpc_status(trailers);
                 }

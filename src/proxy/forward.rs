@@ -88,14 +88,14 @@ pub async fn handle(
     let sampler = shared.spans.as_ref().map(|spans| &spans.sampler);
     let identity = identity::ensure_traced(request.headers_mut(), sampler);
     let http1 = request.version() <= Version::HTTP_11;
-    // gRPC clients speak HTTP/2: HTTP/1 requests need no look.
-    let grpc_call = !http1 && grpc::is_grpc(request.headers());
+    let call = grpc::Call::of(request.headers(), !http1);
+    let grpc_call = call == Some(grpc::Call::Grpc);
     let mut exchange = Exchange::start(
         shared.clone(),
         started,
         request.method(),
         request.uri().path(),
-        grpc_call,
+        call,
         identity,
     );
     if exchange.traced() {
@@ -271,7 +271,11 @@ fn error_response(status: StatusCode, mut exchange: Exchange) -> Response<Measur
         // and 504 are UNAVAILABLE, a call worth retrying.
         let code = grpc::status_of_http(status.as_u16());
         exchange.set_grpc_status(code);
-        let grpc = HeaderValue::from_static("application/grpc");
+        let grpc = HeaderValue::from_static(
+            exchange
+                .grpc_web()
+                .map_or("application/grpc", grpc::web::Encoding::content_type),
+        );
         headers.insert(header::CONTENT_TYPE, grpc);
         headers.insert(GRPC_STATUS, HeaderValue::from(code));
         // Printable ASCII without `%`: nothing to percent-encode.

@@ -1,9 +1,12 @@
 //! gRPC calls through the proxy: recognising them, their route
 //! (`/package.Service/Method`), and their status, which gRPC carries in
 //! `grpc-status` (in the trailers, or in the head of a trailers-only
-//! response) while the HTTP status stays `200`.
+//! response) while the HTTP status stays `200`; gRPC-Web's status comes at
+//! the end of the body instead (see [`web`]).
 
 use http::header::{self, HeaderMap, HeaderName};
+
+pub mod web;
 
 /// The gRPC status header (and trailer).
 pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
@@ -41,18 +44,36 @@ pub const INTERNAL: u16 = 13;
 /// `UNAVAILABLE`: worth retrying.
 pub const UNAVAILABLE: u16 = 14;
 
-/// Whether `headers` are a gRPC request's: `content-type: application/grpc`,
-/// or a subtype (`application/grpc+proto`), with or without parameters
-/// (not gRPC-Web, `application/grpc-web`, which runs over HTTP/1.1).
-pub fn is_grpc(headers: &HeaderMap) -> bool {
-    const GRPC: &str = "application/grpc";
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return false;
-    };
-    let value = value.as_bytes();
-    value.len() >= GRPC.len()
-        && value[..GRPC.len()].eq_ignore_ascii_case(GRPC.as_bytes())
-        && matches!(value.get(GRPC.len()), None | Some(b'+' | b';'))
+/// What kind of gRPC call a request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// gRPC over HTTP/2, its status in the trailers (or a trailers-only head).
+    Grpc,
+    /// gRPC-Web, its status in the body's trailer frame (see [`web`]).
+    Web(web::Encoding),
+}
+
+impl Call {
+    /// The kind of call `headers` make, if any, by their content type:
+    /// `application/grpc` or a subtype (`application/grpc+proto`), with or
+    /// without parameters, only over HTTP/2 (`http2`), as gRPC clients
+    /// speak nothing else; gRPC-Web's types over either.
+    pub fn of(headers: &HeaderMap, http2: bool) -> Option<Call> {
+        let value = headers.get(header::CONTENT_TYPE)?.as_bytes();
+        if http2 && is_type(value, "application/grpc") {
+            Some(Call::Grpc)
+        } else {
+            web::encoding(value).map(Call::Web)
+        }
+    }
+}
+
+/// Whether content type `value` is `name` or a subtype of it (`name+…`),
+/// with or without parameters, in any case.
+fn is_type(value: &[u8], name: &str) -> bool {
+    value.len() >= name.len()
+        && value[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+        && matches!(value.get(name.len()), None | Some(b'+' | b';'))
 }
 
 /// A gRPC call's path, `/package.Service/Method`, as service and method,
@@ -114,21 +135,22 @@ mod tests {
 
     #[test]
     fn grpc_requests_are_recognised() {
+        let call = |value, http2| Call::of(&with("content-type", value), http2);
         for grpc in [
             "application/grpc",
             "application/grpc+proto",
             "Application/GRPC;charset=utf-8",
         ] {
-            assert!(is_grpc(&with("content-type", grpc)), "{grpc}");
+            assert_eq!(call(grpc, true), Some(Call::Grpc), "{grpc}");
+            assert_eq!(call(grpc, false), None, "{grpc} over HTTP/1.1");
         }
-        for other in [
-            "application/grpc-web",
-            "application/json",
-            "application/grp",
-        ] {
-            assert!(!is_grpc(&with("content-type", other)), "{other}");
+        for other in ["application/json", "application/grp"] {
+            assert_eq!(call(other, true), None, "{other}");
         }
-        assert!(!is_grpc(&HeaderMap::new()));
+        let web = Some(Call::Web(web::Encoding::Binary));
+        assert_eq!(call("application/grpc-web", true), web);
+        assert_eq!(call("application/grpc-web", false), web);
+        assert_eq!(Call::of(&HeaderMap::new(), true), None);
     }
 
     #[test]
