@@ -37,6 +37,9 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// The host the client asked for, when `:authority` to the app must name
+/// the app instead (see [`ready_head`]).
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// A request body of at most this many bytes, with a `Content-Length` and
 /// no `Expect`, is read whole and sent with its head on the client
@@ -187,7 +190,8 @@ pub async fn handle(
 
 /// Readies a request head for the app: `uri`, the version it goes over
 /// (HTTP/2 when `app_http2`), `Host` (or `:authority`), hop-by-hop headers
-/// (kept for an `upgrade`) and `x-forwarded-for`.
+/// (kept for an `upgrade`), `x-forwarded-for`, and over HTTP/2
+/// `x-forwarded-host`.
 fn ready_head(
     parts: &mut request::Parts,
     uri: Uri,
@@ -199,8 +203,18 @@ fn ready_head(
     if app_http2 {
         parts.version = Version::HTTP_2;
         // The URI's authority (the app's) is sent as `:authority`; a `Host`
-        // that differs from it is not allowed (RFC 9113 §8.3.1).
-        parts.headers.remove(header::HOST);
+        // that differs from it is not allowed (RFC 9113 §8.3.1). The host
+        // the client asked for goes in `x-forwarded-host`, as proxies that
+        // rewrite it send it, unless a proxy before sidewatch set one.
+        let host = parts
+            .headers
+            .remove(header::HOST)
+            .or_else(|| authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        if let Some(host) = host {
+            if !parts.headers.contains_key(&X_FORWARDED_HOST) {
+                parts.headers.insert(X_FORWARDED_HOST, host);
+            }
+        }
     } else {
         parts.version = Version::HTTP_11;
         if !parts.headers.contains_key(header::HOST) {
