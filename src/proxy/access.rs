@@ -232,6 +232,8 @@ impl AccessSource {
                 return None;
             };
             let end = queued.len().min(next + BATCH);
+            // One clock read a batch, as the other sources take one a read.
+            let read_at = SystemTime::now();
             // The events go to the sinks' threads to be freed. From glibc's
             // one arena, a batch's allocations and frees crossed threads and
             // overflowed the per-thread caches: every one went through the
@@ -240,8 +242,6 @@ impl AccessSource {
             // pipeline's share: `benches/proxy_profile.sh`). A heap of the
             // thread's own serves them in a few instructions, and takes them
             // back from any thread.
-            // One clock read a batch, as the other sources take one a read.
-            let read_at = SystemTime::now();
             let batch = crate::heap::with_own_heap(|| {
                 (next..end)
                     .filter_map(|i| self.event(&queued.get(i), read_at))
