@@ -78,7 +78,8 @@ pub struct ProxyConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AppHttp2 {
-    /// gRPC requests only (`content-type: application/grpc`, `…+proto`, …).
+    /// gRPC requests only (`content-type: application/grpc`, `…+proto`, …;
+    /// not gRPC-Web, whose servers speak HTTP/1.1).
     #[default]
     Grpc,
     /// Every request but upgrades.
