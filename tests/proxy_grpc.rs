@@ -21,7 +21,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use proxy_support::{start, upstream_errors, value};
+use proxy_support::{grpc_handled, start, upstream_errors, value};
 use support::client;
 use tokio::net::TcpListener;
 
@@ -129,17 +129,7 @@ async fn grpc_calls_reach_a_grpc_app_over_http2_with_their_trailers() {
     );
     assert_eq!(calls, 4.0, "gRPC answers errors with HTTP 200");
     let service = "opentelemetry.proto.collector.trace.v1.TraceService";
-    let handled = |code| {
-        value(
-            &text,
-            "grpc_server_handled_total",
-            &[
-                ("grpc_service", service),
-                ("grpc_method", "Export"),
-                ("grpc_code", code),
-            ],
-        )
-    };
+    let handled = |code| grpc_handled(&text, service, "Export", code);
     assert_eq!(handled("OK"), 3.0, "grpc-status 0 from the trailers");
     assert_eq!(handled("Unavailable"), 1.0, "from a trailers-only answer");
     for reason in ["closed", "connect"] {
@@ -193,18 +183,8 @@ async fn grpc_over_http1_to_the_app_fails_as_502_when_http2_is_off() {
         ],
     );
     assert_eq!(failed, 1.0, "counted against the 5xx SLO");
-    let handled = value(
-        &text,
-        "grpc_server_handled_total",
-        &[
-            (
-                "grpc_service",
-                "opentelemetry.proto.collector.trace.v1.TraceService",
-            ),
-            ("grpc_method", "Export"),
-            ("grpc_code", "Unavailable"),
-        ],
-    );
+    let service = "opentelemetry.proto.collector.trace.v1.TraceService";
+    let handled = grpc_handled(&text, service, "Export", "Unavailable");
     assert_eq!(handled, 1.0);
     sidewatch.stop().await;
 }
@@ -376,15 +356,7 @@ async fn a_streaming_grpc_answer_streams_through_with_its_trailers() {
     let status = trailers.expect("trailers reach the client")["grpc-status"].clone();
     assert_eq!(status, "0");
     let text = sidewatch.metrics().await;
-    let handled = value(
-        &text,
-        "grpc_server_handled_total",
-        &[
-            ("grpc_service", "shop.v1.Orders"),
-            ("grpc_method", "Watch"),
-            ("grpc_code", "OK"),
-        ],
-    );
+    let handled = grpc_handled(&text, "shop.v1.Orders", "Watch", "OK");
     assert_eq!(handled, 1.0, "the status from the trailers");
     sidewatch.stop().await;
 }

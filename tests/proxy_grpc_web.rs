@@ -13,7 +13,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-use proxy_support::{start, value};
+use proxy_support::{grpc_handled, header_text, start, value};
 use support::client;
 use tokio::net::TcpListener;
 
@@ -32,14 +32,7 @@ async fn spawn_grpc_web_app() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let service = hyper::service::service_fn(|request: hyper::Request<hyper::body::Incoming>| {
-        let header = |name| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let header = |name| header_text(request.headers(), name);
         let (code, content_type) = (header("x-code"), header("content-type"));
         async move {
             let mut body = frame(0, b"\x0a\x03abc");
@@ -98,17 +91,7 @@ async fn grpc_web_calls_count_with_the_status_of_their_trailer_frame() {
         ("status", "200"),
     ];
     assert_eq!(value(&text, "http_requests_total", &route), 4.0, "{text}");
-    let handled = |code| {
-        value(
-            &text,
-            "grpc_server_handled_total",
-            &[
-                ("grpc_service", "shop.v1.Cart"),
-                ("grpc_method", "Add"),
-                ("grpc_code", code),
-            ],
-        )
-    };
+    let handled = |code| grpc_handled(&text, "shop.v1.Cart", "Add", code);
     assert_eq!(handled("OK"), 2.0, "binary and text");
     assert_eq!(handled("PermissionDenied"), 1.0);
     assert_eq!(handled("NotFound"), 1.0);
@@ -133,15 +116,9 @@ async fn a_grpc_web_call_to_an_app_that_is_down_is_unavailable_in_its_head() {
     assert_eq!(header("content-type"), "application/grpc-web+proto");
     assert_eq!(header("grpc-status"), "14", "UNAVAILABLE, trailers-only");
     let text = sidewatch.metrics().await;
-    let handled = value(
-        &text,
-        "grpc_server_handled_total",
-        &[
-            ("grpc_service", "shop.v1.Cart"),
-            ("grpc_method", "Add"),
-            ("grpc_code", "Unavailable"),
-        ],
+    assert_eq!(
+        grpc_handled(&text, "shop.v1.Cart", "Add", "Unavailable"),
+        1.0
     );
-    assert_eq!(handled, 1.0);
     sidewatch.stop().await;
 }

@@ -60,14 +60,7 @@ async fn handle(mut request: Request<Incoming>) -> Result<Response<Body>, Infall
             text(200, "slow")
         }
         "/headers" => {
-            let get = |name: &str| {
-                request
-                    .headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
+            let get = |name: &str| header_text(request.headers(), name);
             let body = serde_json::json!({
                 "x-request-id": get("x-request-id"),
                 "traceparent": get("traceparent"),
@@ -181,6 +174,28 @@ pub async fn start(upstream: SocketAddr, extra: &str) -> (Sidewatch, String) {
 
 pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metric(text, name, labels).unwrap_or_else(|| panic!("{name}{labels:?} missing:\n{text}"))
+}
+
+/// `grpc_server_handled_total{grpc_service,grpc_method,grpc_code}` in `text`.
+pub fn grpc_handled(text: &str, service: &str, method: &str, code: &str) -> f64 {
+    value(
+        text,
+        "grpc_server_handled_total",
+        &[
+            ("grpc_service", service),
+            ("grpc_method", method),
+            ("grpc_code", code),
+        ],
+    )
+}
+
+/// Header `name` of `headers` as text (empty when absent or not text).
+pub fn header_text(headers: &http::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// `sidewatch_proxy_upstream_errors_total{reason}` in `text`.
