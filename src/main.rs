@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 mod allocator;
+mod resident;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -120,6 +121,10 @@ fn config_failure(errors: &config::ConfigErrors) -> ExitCode {
     ExitCode::from(CONFIG_ERROR)
 }
 
+/// How long after start the code that ran only to start is unmapped
+/// (see [`resident`]): probes, collectors and the first scrapes have run.
+const START_UP: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What `run` runs.
 #[derive(Debug)]
 enum Mode {
@@ -146,6 +151,11 @@ fn run(config: Config, mode: Mode) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    runtime.spawn(async {
+        tokio::time::sleep(START_UP).await;
+        let shed = resident::shed_start_up_code();
+        tracing::debug!(bytes = shed, "start-up code unmapped");
+    });
     let shutdown = Shutdown::new();
     let result = runtime.block_on(async {
         let signals = tokio::spawn(shutdown::listen_for_signals(shutdown.clone()));
