@@ -121,8 +121,9 @@ fn config_failure(errors: &config::ConfigErrors) -> ExitCode {
     ExitCode::from(CONFIG_ERROR)
 }
 
-/// How long after start the code that ran only to start is unmapped
-/// (see [`resident`]): probes, collectors and the first scrapes have run.
+/// How long after start the pages that ran only to start are unmapped (see
+/// [`resident`]): well past every component's set-up and the first probe
+/// round. Code that runs later maps itself back in as it runs.
 const START_UP: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What `run` runs.
