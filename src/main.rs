@@ -154,8 +154,8 @@ fn run(config: Config, mode: Mode) -> ExitCode {
     };
     runtime.spawn(async {
         tokio::time::sleep(START_UP).await;
-        let shed = resident::shed_start_up_code();
-        tracing::debug!(bytes = shed, "start-up code unmapped");
+        let shed = resident::shed_start_up_pages();
+        tracing::debug!(bytes = shed, "start-up pages unmapped");
     });
     let shutdown = Shutdown::new();
     let result = runtime.block_on(async {

@@ -9,7 +9,7 @@
 //! stays mapped, with the 64 KiB around every page touched (the kernel's
 //! fault-around, which no `madvise` turns off).
 //!
-//! [`shed_start_up_code`], called once start-up is over, unmaps the pages
+//! [`shed_start_up_pages`], called once start-up is over, unmaps the pages
 //! of every mapping that maps a file private and read-only and was never
 //! written. What the sidecar goes on running faults back in (a minor
 //! fault: the page cache still holds it); what ran only to start stays
@@ -26,7 +26,7 @@
 /// Unmaps the clean file pages of the process (see the module doc) and
 /// returns how many bytes of mappings it advised.
 #[cfg(target_os = "linux")]
-pub fn shed_start_up_code() -> usize {
+pub fn shed_start_up_pages() -> usize {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return 0;
     };
@@ -47,7 +47,7 @@ pub fn shed_start_up_code() -> usize {
 
 /// Nothing to shed elsewhere.
 #[cfg(not(target_os = "linux"))]
-pub fn shed_start_up_code() -> usize {
+pub fn shed_start_up_pages() -> usize {
     0
 }
 
@@ -127,7 +127,7 @@ Anonymous:             0 kB
             resident_kib(&smaps, &clean)
         };
         let before = mapped();
-        assert!(shed_start_up_code() > 0);
+        assert!(shed_start_up_pages() > 0);
         let after = mapped();
         assert!(
             after < before,
