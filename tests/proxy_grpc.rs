@@ -218,8 +218,8 @@ where
 }
 
 /// An app that speaks only HTTP/2 (prior knowledge) and answers with the
-/// protocol version, method, body length, and `te` and `x-forwarded-host`
-/// headers it saw.
+/// protocol version, method, body length, `:authority`, and `te` and
+/// `x-forwarded-host` headers it saw.
 async fn spawn_http2_only_app() -> SocketAddr {
     spawn_http2_app(hyper::service::service_fn(
         |request: hyper::Request<hyper::body::Incoming>| async move {
@@ -227,10 +227,11 @@ async fn spawn_http2_only_app() -> SocketAddr {
             let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
             let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
             let text = format!(
-                "{:?} {} {} te={} host={}",
+                "{:?} {} {} authority={} te={} host={}",
                 parts.version,
                 parts.method,
                 body.len(),
+                parts.uri.authority().map_or("-", |a| a.as_str()),
                 header("te").unwrap_or("-"),
                 header("x-forwarded-host").unwrap_or("-"),
             );
@@ -253,14 +254,16 @@ async fn an_http2_only_app_serves_http1_clients_when_app_http2_is_always() {
             .unwrap();
         assert_eq!(response.version(), http::Version::HTTP_11);
         assert_eq!(response.status(), 200);
+        // The host the client asked for reaches the app as `:authority`.
         let host = base.trim_start_matches("http://");
-        let expected = format!("HTTP/2.0 GET 0 te=- host={host}");
+        let expected = format!("HTTP/2.0 GET 0 authority={host} te=- host=-");
         assert_eq!(response.text().await.unwrap(), expected);
     }
     let response = http
         .post(format!("{base}/api/orders/2"))
         .header("te", "trailers, deflate;q=0.5")
-        .header("x-forwarded-host", "shop.example.com")
+        .header("host", "shop.example.com")
+        .header("x-forwarded-host", "ingress.example.com")
         .body(vec![b'x'; 1000])
         .send()
         .await
@@ -269,8 +272,8 @@ async fn an_http2_only_app_serves_http1_clients_when_app_http2_is_always() {
     // is passed on over HTTP/2, the one value HTTP/2 allows.
     assert_eq!(
         response.text().await.unwrap(),
-        "HTTP/2.0 POST 1000 te=trailers host=shop.example.com",
-        "an ingress's x-forwarded-host is kept"
+        "HTTP/2.0 POST 1000 authority=shop.example.com te=trailers host=ingress.example.com",
+        "the client's Host as `:authority`; an ingress's x-forwarded-host is kept"
     );
     let text = sidewatch.metrics().await;
     let gets = value(

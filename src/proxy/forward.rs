@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
 use http::{request, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
@@ -37,8 +38,8 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-/// The host the client asked for, when `:authority` to the app must name
-/// the app instead (see [`ready_head`]).
+/// The host the client asked for, when `:authority` to the app names the
+/// app instead (see [`ready_head`]).
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// A request body of at most this many bytes, with a `Content-Length` and
@@ -125,8 +126,14 @@ pub async fn handle(
         // Sent as written: the request line must be in origin form.
         origin_form(&parts.uri)
     } else {
-        // The pool finds the connection by the URI's authority (and sends origin form).
-        upstream_uri(&shared.upstream, &parts.uri)
+        // The pool finds the connection by the URI's authority, sends it
+        // over HTTP/2 as `:authority` (and origin form over HTTP/1.1):
+        // the host the client asked for, within the loop's bound.
+        let host = app_http2
+            .then(|| asked_host(&parts))
+            .flatten()
+            .filter(|host| on_loop.pool.admits(host));
+        absolute_uri(host.as_ref().unwrap_or(&shared.upstream), &parts.uri)
     };
     ready_head(&mut parts, uri, app_http2, upgrade, &client);
     let call = async {
@@ -141,7 +148,7 @@ pub async fn handle(
             let body = CountingBody::new(body, exchange.request_bytes.clone(), broke_off.clone());
             let response = on_loop
                 .pool
-                .client(shared.pool_settings, app_http2)
+                .client(shared.pool_settings, &shared.upstream, app_http2)
                 .request(Request::from_parts(parts, body))
                 .await
                 .map_err(|error| {
@@ -202,15 +209,17 @@ fn ready_head(
     let authority = std::mem::replace(&mut parts.uri, uri).authority().cloned();
     if app_http2 {
         parts.version = Version::HTTP_2;
-        // The URI's authority (the app's) is sent as `:authority`; a `Host`
-        // that differs from it is not allowed (RFC 9113 §8.3.1). The host
-        // the client asked for goes in `x-forwarded-host`, as proxies that
-        // rewrite it send it, unless a proxy before sidewatch set one.
+        // The URI's authority is sent as `:authority`; a `Host` that
+        // differs from it is not allowed (RFC 9113 §8.3.1). When it names
+        // the app instead of the host the client asked for (past the
+        // loop's bound), that host goes in `x-forwarded-host`, as proxies
+        // that rewrite it send it, unless a proxy before sidewatch set one.
         let host = parts
             .headers
             .remove(header::HOST)
             .or_else(|| authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-        if let Some(host) = host {
+        let sent = parts.uri.authority().map(Authority::as_str);
+        if let Some(host) = host.filter(|host| host.to_str().ok() != sent) {
             if !parts.headers.contains_key(&X_FORWARDED_HOST) {
                 parts.headers.insert(X_FORWARDED_HOST, host);
             }
@@ -391,15 +400,25 @@ fn origin_form(original: &Uri) -> Uri {
         .map_or_else(|| Uri::from_static("/"), |path| Uri::from(path.clone()))
 }
 
-/// `http://<upstream><path?query>`.
-fn upstream_uri(upstream: &http::uri::Authority, original: &Uri) -> Uri {
+/// The host the client asked for: its request's authority (HTTP/2) or
+/// `Host` (HTTP/1.1), if it can name a host over HTTP/2 (no user info).
+fn asked_host(parts: &request::Parts) -> Option<Authority> {
+    let host = match parts.uri.authority() {
+        Some(authority) => authority.clone(),
+        None => Authority::try_from(parts.headers.get(header::HOST)?.as_bytes()).ok()?,
+    };
+    (!host.as_str().contains('@')).then_some(host)
+}
+
+/// `http://<authority><path?query>`.
+fn absolute_uri(authority: &Authority, original: &Uri) -> Uri {
     let path = original
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     Uri::builder()
         .scheme("http")
-        .authority(upstream.clone())
+        .authority(authority.clone())
         .path_and_query(path)
         .build()
         .unwrap_or_else(|_| Uri::from_static("http://127.0.0.1/"))
@@ -470,13 +489,62 @@ mod tests {
     #[test]
     fn uris_point_at_the_upstream() {
         let upstream = http::uri::Authority::from_static("127.0.0.1:8080");
-        let uri = upstream_uri(&upstream, &Uri::from_static("/a/b?c=1"));
+        let uri = absolute_uri(&upstream, &Uri::from_static("/a/b?c=1"));
         assert_eq!(uri, "http://127.0.0.1:8080/a/b?c=1");
-        let uri = upstream_uri(&upstream, &Uri::from_static("http://example.com/x"));
+        let uri = absolute_uri(&upstream, &Uri::from_static("http://example.com/x"));
         assert_eq!(uri, "http://127.0.0.1:8080/x");
         let absolute = Uri::from_static("http://example.com/x?y=1");
         assert_eq!(origin_form(&absolute), "/x?y=1");
         assert_eq!(origin_form(&Uri::from_static("/a?b")), "/a?b");
         assert_eq!(origin_form(&Uri::from_static("*")), "*");
+    }
+
+    /// A request head as a client sends it: `uri`, with `host` as `Host`.
+    fn head(uri: &'static str, host: Option<&'static str>) -> request::Parts {
+        let mut builder = Request::get(uri);
+        if let Some(host) = host {
+            builder = builder.header(header::HOST, host);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_host_asked_for_is_the_authority_or_host_without_user_info() {
+        let asked = |parts: &request::Parts| asked_host(parts).map(|a| a.to_string());
+        let http2 = head("http://shop.example.com:8443/x", None);
+        assert_eq!(asked(&http2).as_deref(), Some("shop.example.com:8443"));
+        let http1 = head("/x", Some("shop.example.com"));
+        assert_eq!(asked(&http1).as_deref(), Some("shop.example.com"));
+        assert_eq!(asked(&head("/x", None)), None);
+        assert_eq!(asked(&head("/x", Some("user@shop.example.com"))), None);
+        assert_eq!(asked(&head("/x", Some("not a host"))), None);
+    }
+
+    #[test]
+    fn over_http2_a_host_the_authority_does_not_carry_goes_in_x_forwarded_host() {
+        let client = Client::new(SocketAddr::from(([10, 0, 0, 7], 40000)));
+        let upstream = Authority::from_static("127.0.0.1:8080");
+        let forwarded_host = |parts: &request::Parts| {
+            let value = parts.headers.get(&X_FORWARDED_HOST)?;
+            Some(value.to_str().unwrap().to_owned())
+        };
+
+        let mut kept = head("/x", Some("shop.example.com"));
+        let named = Authority::from_static("shop.example.com");
+        let uri = absolute_uri(&named, &kept.uri);
+        ready_head(&mut kept, uri, true, false, &client);
+        assert_eq!(kept.uri, "http://shop.example.com/x");
+        assert!(!kept.headers.contains_key(header::HOST));
+        assert_eq!(forwarded_host(&kept), None);
+
+        let mut rewritten = head("/x", Some("shop.example.com"));
+        let uri = absolute_uri(&upstream, &rewritten.uri);
+        ready_head(&mut rewritten, uri, true, false, &client);
+        assert_eq!(rewritten.uri, "http://127.0.0.1:8080/x");
+        assert!(!rewritten.headers.contains_key(header::HOST));
+        assert_eq!(
+            forwarded_host(&rewritten).as_deref(),
+            Some("shop.example.com")
+        );
     }
 }
