@@ -1,11 +1,12 @@
 //! The keep-alive pools to the app (hyper's, one for HTTP/1.1 and one for
 //! HTTP/2) for what cannot take a client connection's own app connection:
 //! requests with a larger body, HTTP/2 clients' requests, requests the app
-//! gets over HTTP/2 (gRPC, `proxy.app_http2`) and upgrades. Each event loop has its own: hyper
-//! serves each pooled connection from a task spawned on the runtime that
-//! opened it, so a pool shared by the loops would hand a request from one
-//! loop to a connection task of the other — a cross-thread wake-up each way
-//! per request, the kind of hand-off the loops exist to avoid.
+//! gets over HTTP/2 (gRPC, `proxy.app_http2`) and upgrades. Each event loop
+//! has its own: hyper serves each pooled connection from a task spawned on
+//! the runtime that opened it, so a pool shared by the loops would hand a
+//! request from one loop to a connection task of the other — a cross-thread
+//! wake-up each way per request, the kind of hand-off the loops exist to
+//! avoid.
 //!
 //! Every connection dials the app ([`AppConnector`]), whatever authority
 //! the request's URI names. hyper keys its pool by that authority and sends
